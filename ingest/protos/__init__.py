@@ -1,0 +1,1 @@
+"""Protobuf message classes built at import time from descriptors (no protoc needed)."""

@@ -1,0 +1,238 @@
+"""HTTP receivers: authenticate, read the body within limits, decode, hand to the writer.
+
+Answers follow each protocol's retry rules: 4xx means "do not send this again" (the
+message names the problem; valid parts of the request are stored — partial success),
+503 means "the store is down, retry", and 2xx is sent only after the data is committed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import time
+import zlib
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from ingest.jsonlines import decode_json_lines
+from ingest.limits import Limits
+from ingest.otlp import (
+    decode_otlp_logs,
+    decode_otlp_metrics,
+    media_type,
+    otlp_partial_success_response,
+)
+from ingest.remote_write import decode_remote_write
+from ingest.types import DecodeError, LogBatch, MetricBatch, Rejection
+from webapp.core import selfmetrics
+from webapp.core.models import IngestToken
+from webapp.core.tokens import AuthenticatedToken, authenticate, raw_token_from_request
+from webapp.telemetry import writer
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "5"
+MAX_REJECTIONS_SHOWN = 20
+
+
+def current_limits() -> Limits:
+    return Limits(
+        max_body_bytes=settings.TELLTALE_INGEST_MAX_BODY_BYTES,
+        max_decoded_bytes=settings.TELLTALE_INGEST_MAX_BODY_BYTES * 8,
+        max_age_ms=settings.TELLTALE_INGEST_MAX_AGE_SECONDS * 1000,
+        max_future_ms=settings.TELLTALE_INGEST_MAX_FUTURE_SECONDS * 1000,
+    )
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str, field: str = "body", headers=None):
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.headers = headers or {}
+
+
+def _authenticate(request, scope: str) -> AuthenticatedToken:
+    raw = raw_token_from_request(request)
+    if raw is None:
+        raise Refused(
+            401,
+            "missing ingest token: send 'Authorization: Bearer <token>'",
+            "Authorization",
+            {"WWW-Authenticate": 'Bearer realm="telltale"'},
+        )
+    token = authenticate(raw)
+    if token is None:
+        raise Refused(
+            401, "unknown or revoked ingest token", "Authorization", {"WWW-Authenticate": "Bearer"}
+        )
+    if scope not in token.scopes:
+        raise Refused(403, f"this token lacks the {scope!r} scope", "Authorization")
+    return token
+
+
+def _read_body(request, limits: Limits) -> bytes:
+    length = request.headers.get("Content-Length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise Refused(400, "Content-Length is not a number", "Content-Length") from None
+        if declared > limits.max_body_bytes:
+            raise Refused(
+                413,
+                f"body of {declared} bytes exceeds the limit of {limits.max_body_bytes} bytes",
+                "Content-Length",
+            )
+    body = request.read(limits.max_body_bytes + 1)
+    if len(body) > limits.max_body_bytes:
+        raise Refused(413, f"body exceeds the limit of {limits.max_body_bytes} bytes")
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("gzip", "deflate"):
+        body = _inflate(body, encoding, limits.max_decoded_bytes)
+    elif encoding not in ("", "identity", "snappy"):
+        raise Refused(415, f"unsupported Content-Encoding {encoding!r}", "Content-Encoding")
+    return body
+
+
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise Refused(400, f"body is not valid {encoding}: {exc}", "Content-Encoding") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise Refused(413, f"decompressed body exceeds the limit of {limit} bytes")
+    return out
+
+
+def _rejections(items: list[Rejection]) -> list[dict]:
+    return [r.as_dict() for r in items[:MAX_REJECTIONS_SHOWN]]
+
+
+def _store_unavailable(source: str, exc: Exception) -> HttpResponse:
+    log.warning("%s: store unavailable: %s", source, exc)
+    selfmetrics.INGEST_REQUESTS.labels(source, "503").inc()
+    return JsonResponse(
+        {"error": "the telemetry store is unavailable; retry later", "field": "store"},
+        status=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def _receiver(source: str, scope: str, handle: Callable):
+    """Wrap a handler with token auth, body limits and the retry-friendly error mapping."""
+
+    @csrf_exempt
+    @login_not_required
+    @require_POST
+    def view(request):
+        try:
+            token = _authenticate(request, scope)
+            limits = current_limits()
+            body = _read_body(request, limits)
+            response = handle(request, body, token, limits)
+        except Refused as exc:
+            selfmetrics.INGEST_REQUESTS.labels(source, str(exc.status)).inc()
+            return JsonResponse(
+                {"error": str(exc), "field": exc.field}, status=exc.status, headers=exc.headers
+            )
+        except DecodeError as exc:
+            selfmetrics.INGEST_REQUESTS.labels(source, str(exc.status)).inc()
+            return JsonResponse(exc.as_dict(), status=exc.status)
+        except (OperationalError, InterfaceError) as exc:
+            return _store_unavailable(source, exc)
+        selfmetrics.INGEST_REQUESTS.labels(source, str(response.status_code)).inc()
+        return response
+
+    view.ingest_scope = scope
+    return view
+
+
+# --- Prometheus remote_write -------------------------------------------------------------
+def _remote_write(request, body, token, limits):
+    content_type = request.headers.get("Content-Type", "")
+    if content_type and not content_type.startswith("application/x-protobuf"):
+        raise Refused(
+            415,
+            f"Content-Type must be application/x-protobuf, not {content_type!r}",
+            "Content-Type",
+        )
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding != "snappy":
+        raise Refused(400, "remote_write bodies must be snappy-compressed", "Content-Encoding")
+    batch: MetricBatch = decode_remote_write(body, now_ms=int(time.time() * 1000), limits=limits)
+    result = writer.write_metrics(batch, source="remote_write", client=token.name)
+    if batch.rejected:
+        # As Prometheus: the valid samples are stored, the client must not retry the rest.
+        return JsonResponse(
+            {
+                "error": f"{batch.rejected_count} samples rejected, {result.accepted} accepted",
+                "accepted": result.accepted,
+                "rejected": _rejections(batch.rejected),
+            },
+            status=400,
+        )
+    return HttpResponse(status=204)
+
+
+remote_write = _receiver("remote_write", IngestToken.SCOPE_METRICS_WRITE, _remote_write)
+
+
+# --- OTLP/HTTP ---------------------------------------------------------------------------
+def _otlp(kind: str):
+    def handle(request, body, token, limits):
+        content_type = request.headers.get("Content-Type", "application/x-protobuf")
+        if kind == "metrics":
+            batch = decode_otlp_metrics(
+                body, content_type=content_type, now_ms=int(time.time() * 1000), limits=limits
+            )
+            writer.write_metrics(batch, source="otlp", client=token.name)
+        else:
+            batch = decode_otlp_logs(
+                body, content_type=content_type, now_ns=time.time_ns(), limits=limits
+            )
+            writer.write_logs(
+                batch, source="otlp", client=token.name, batch_digest=_digest(token, body)
+            )
+        rejected = batch.rejected_count
+        message = "; ".join(f"{r.field}: {r.reason}" for r in batch.rejected[:MAX_REJECTIONS_SHOWN])
+        payload = otlp_partial_success_response(kind, rejected, message, content_type)
+        return HttpResponse(payload, status=200, content_type=media_type(content_type))
+
+    return handle
+
+
+otlp_metrics = _receiver("otlp", IngestToken.SCOPE_METRICS_WRITE, _otlp("metrics"))
+otlp_logs = _receiver("otlp", IngestToken.SCOPE_LOGS_WRITE, _otlp("logs"))
+
+
+# --- JSON lines logs ---------------------------------------------------------------------
+def _jsonl(request, body, token, limits):
+    batch: LogBatch = decode_json_lines(body, now_ns=time.time_ns(), limits=limits)
+    source = request.headers.get("X-Telltale-Source", "jsonl")[:32] or "jsonl"
+    result = writer.write_logs(
+        batch, source=source, client=token.name, batch_digest=_digest(token, body)
+    )
+    payload = {"accepted": result.accepted, "stored": result.stored}
+    if batch.rejected:
+        payload["rejected"] = _rejections(batch.rejected)
+        payload["error"] = f"{batch.rejected_count} lines rejected, {result.accepted} accepted"
+        return JsonResponse(payload, status=400)
+    return JsonResponse(payload, status=200)
+
+
+jsonl_logs = _receiver("jsonl", IngestToken.SCOPE_LOGS_WRITE, _jsonl)
+
+
+def _digest(token: AuthenticatedToken, body: bytes) -> bytes:
+    """Same token + same body = same log rows, so a retried request is stored once."""
+    return hashlib.blake2b(token.name.encode() + b"\0" + body, digest_size=16).digest()

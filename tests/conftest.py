@@ -1,0 +1,115 @@
+"""Shared fixtures: users in each role (healthchecks-style owner/teammate/outsider),
+logged-in clients, ingest tokens, and a clean sample store.
+
+The suite runs on SQLite with eager Celery by default, or on PostgreSQL + Redis when
+TELLTALE_TEST_DATABASE_URL and TELLTALE_TEST_BROKER_URL are set (see webapp/settings.py).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Per-process caches remember rows that a rolled-back test transaction removed."""
+    from webapp.core.tokens import forget_cached_tokens
+    from webapp.telemetry import writer
+    from webapp.telemetry.stats import ingest_stats
+
+    writer.forget_caches()
+    forget_cached_tokens()
+    ingest_stats._reset()
+    yield
+    writer.forget_caches()
+    forget_cached_tokens()
+    ingest_stats._reset()
+
+
+@pytest.fixture
+def users(db):
+    from django.contrib.auth import get_user_model
+
+    from webapp.core import services
+
+    User = get_user_model()
+    made = {}
+    for role in ("viewer", "operator", "admin"):
+        user = User.objects.create_user(
+            username=role, password=PASSWORD, email=f"{role}@example.com"
+        )
+        services.set_user_role(user, role)
+        made[role] = user
+    made["outsider"] = User.objects.create_user(username="outsider", password=PASSWORD)
+    return SimpleNamespace(**made)
+
+
+def _client_for(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def viewer_client(users):
+    return _client_for(users.viewer)
+
+
+@pytest.fixture
+def operator_client(users):
+    return _client_for(users.operator)
+
+
+@pytest.fixture
+def admin_client(users):
+    return _client_for(users.admin)
+
+
+@pytest.fixture
+def make_token(db):
+    from webapp.core.services import create_ingest_token
+
+    counter = iter(range(1, 1_000_000))
+
+    def make(*scopes: str, name: str | None = None) -> str:
+        scopes = scopes or ("metrics:write", "logs:write", "read")
+        _, raw = create_ingest_token(name or f"token-{next(counter)}", list(scopes))
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def ingest_token(make_token) -> str:
+    return make_token("metrics:write", "logs:write", "read", name="test-client")
+
+
+@pytest.fixture
+def store(db):
+    from webapp.telemetry.store import get_store
+
+    s = get_store()
+    s.truncate()
+    yield s
+    s.truncate()
+
+
+@pytest.fixture
+def clean_store(transactional_db):
+    """For tests whose writes commit (live server, worker threads, subprocesses)."""
+    from webapp.telemetry.store import get_store
+
+    s = get_store()
+    s.truncate()
+    yield s
+    s.truncate()
+
+
+def bearer(token: str) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}

@@ -1,0 +1,162 @@
+"""Plotly figures built from plain data (lists of points); views never build figures.
+
+Figures are plain dicts in plotly's JSON schema: cheaper to build than graph_objects
+on every page view, and the tests validate them with plotly.graph_objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_POINTS_PER_LINE = 2000
+
+UNITS = {
+    "ratio": {"tickformat": ".0%", "hoverformat": ".1%"},
+    "percent": {"ticksuffix": "%", "hoverformat": ".1f"},
+    "bytes": {"tickformat": ".3~s", "ticksuffix": "B", "hoverformat": ".4~s"},
+    "bytes/s": {"tickformat": ".3~s", "ticksuffix": "B/s", "hoverformat": ".4~s"},
+    "seconds": {"tickformat": ".3~s", "ticksuffix": "s", "hoverformat": ".4~s"},
+    "per second": {"tickformat": ".3~s", "ticksuffix": "/s", "hoverformat": ".4~s"},
+    "": {"tickformat": ".3~s", "hoverformat": ".4~g"},
+}
+
+
+@dataclass(slots=True)
+class Line:
+    name: str
+    ts_ms: list[int]
+    values: list[float | None]
+
+
+@dataclass(slots=True)
+class Region:
+    """A shaded time span (anomaly, annotation region, firing period)."""
+
+    start_ms: int
+    end_ms: int
+    label: str = ""
+    kind: str = "anomaly"  # anomaly | annotation | firing
+
+
+@dataclass(slots=True)
+class ChartSpec:
+    title: str
+    unit: str = ""
+    lines: list[Line] = field(default_factory=list)
+    regions: list[Region] = field(default_factory=list)
+    thresholds: list[tuple[float, str]] = field(default_factory=list)
+
+
+REGION_COLORS = {
+    "anomaly": "rgba(207, 34, 46, 0.15)",
+    "annotation": "rgba(31, 111, 235, 0.12)",
+    "firing": "rgba(154, 103, 0, 0.18)",
+}
+
+
+def downsample(ts: list[int], values: list, limit: int = MAX_POINTS_PER_LINE):
+    """Keep each bucket's min and max so spikes survive (server-side, before shipping)."""
+    n = len(ts)
+    if n <= limit:
+        return ts, values
+    per = -(-n // (limit // 2))
+    out_t, out_v = [], []
+    for i in range(0, n, per):
+        chunk = [
+            (v, t)
+            for t, v in zip(ts[i : i + per], values[i : i + per], strict=True)
+            if v is not None
+        ]
+        if not chunk:
+            continue
+        lo = min(chunk)
+        hi = max(chunk)
+        for v, t in sorted({lo, hi}, key=lambda p: p[1]):
+            out_t.append(t)
+            out_v.append(v)
+    return out_t, out_v
+
+
+def time_series_figure(spec: ChartSpec, start_ms: int, end_ms: int, height: int = 260) -> dict:
+    data = []
+    for line in spec.lines:
+        ts, values = downsample(line.ts_ms, line.values)
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": line.name,
+                "x": ts,
+                "y": values,
+                "line": {"width": 1.5},
+                "connectgaps": False,
+                "hovertemplate": "%{y}<extra>%{fullData.name}</extra>",
+            }
+        )
+    shapes = [
+        {
+            "type": "rect",
+            "xref": "x",
+            "yref": "paper",
+            "x0": r.start_ms,
+            "x1": max(r.end_ms, r.start_ms + 1000),
+            "y0": 0,
+            "y1": 1,
+            "fillcolor": REGION_COLORS.get(r.kind, REGION_COLORS["annotation"]),
+            "line": {"width": 0},
+            "layer": "below",
+            "name": r.label,
+        }
+        for r in spec.regions
+    ]
+    for value, label in spec.thresholds:
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "yref": "y",
+                "x0": 0,
+                "x1": 1,
+                "y0": value,
+                "y1": value,
+                "line": {"dash": "dash", "width": 1, "color": "#cf222e"},
+                "name": label,
+            }
+        )
+    yaxis = {"automargin": True, "zeroline": False, **UNITS.get(spec.unit, UNITS[""])}
+    if spec.unit:
+        yaxis["title"] = {"text": spec.unit, "standoff": 4}
+    layout = {
+        "title": {"text": spec.title, "x": 0, "xanchor": "left", "font": {"size": 13}},
+        "height": height,
+        "margin": {"l": 50, "r": 10, "t": 30, "b": 30},
+        "xaxis": {"type": "date", "range": [start_ms, end_ms], "automargin": True},
+        "yaxis": yaxis,
+        "showlegend": len(data) > 1,
+        "legend": {"orientation": "h", "y": -0.2, "x": 0, "font": {"size": 11}},
+        "hovermode": "x unified",
+        "shapes": shapes,
+        "meta": {"empty": not any(len(line.ts_ms) for line in spec.lines)},
+    }
+    return {"data": data, "layout": layout}
+
+
+def bar_figure(
+    title: str, categories: list[str], series: dict[str, list[float]], unit: str = ""
+) -> dict:
+    data = [
+        {"type": "bar", "name": name, "x": categories, "y": values}
+        for name, values in series.items()
+    ]
+    return {
+        "data": data,
+        "layout": {
+            "title": {"text": title, "x": 0, "xanchor": "left", "font": {"size": 13}},
+            "height": 240,
+            "margin": {"l": 50, "r": 10, "t": 30, "b": 30},
+            "barmode": "group",
+            "yaxis": {"automargin": True, **UNITS.get(unit, UNITS[""])},
+            "legend": {"orientation": "h", "y": -0.2},
+            "meta": {"empty": not any(any(v) for v in series.values())},
+        },
+    }

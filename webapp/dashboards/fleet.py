@@ -1,0 +1,159 @@
+"""Fleet-level read helpers for the pages: node states, key metrics, ingest rates."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from webapp.telemetry import query
+from webapp.telemetry.models import IngestMinute, Node, Series
+
+STALE_AFTER = timedelta(minutes=5)
+ALL_STATES = ("healthy", "anomalous", "unhealthy", "nodata")
+# A state is shown once the app that can put a node in it is installed.
+STATE_APPS = {"anomalous": "webapp.detection", "unhealthy": "webapp.mitigation"}
+STATE_LABELS = {
+    "healthy": "Healthy",
+    "anomalous": "Anomalous",
+    "unhealthy": "Unhealthy",
+    "nodata": "No data",
+}
+
+# Metrics shown first on node and instance pages when present, in this order.
+KEY_METRICS = (
+    ("host_cpu_utilization_ratio", "CPU utilisation", "ratio"),
+    ("host_memory_utilization_ratio", "Memory utilisation", "ratio"),
+    ("host_load1", "Load (1 min)", ""),
+    ("host_disk_read_bytes_per_second", "Disk read", "bytes/s"),
+    ("host_disk_write_bytes_per_second", "Disk write", "bytes/s"),
+    ("host_network_receive_bytes_per_second", "Network in", "bytes/s"),
+    ("host_network_transmit_bytes_per_second", "Network out", "bytes/s"),
+    ("host_filesystem_utilization_ratio", "Filesystem used", "ratio"),
+    ("vm_cpu_utilization_ratio", "CPU utilisation", "ratio"),
+    ("vm_memory_utilization_ratio", "Memory utilisation", "ratio"),
+    ("vm_cpu_steal_ratio", "CPU steal", "ratio"),
+    ("vm_request_latency_seconds", "Request latency", "seconds"),
+    ("node_load1", "Load (1 min)", ""),
+    ("node_memory_MemAvailable_bytes", "Memory available", "bytes"),
+    ("up", "Target up", ""),
+)
+MAX_CHARTS = 8
+MAX_LINES_PER_CHART = 12
+
+
+def available_states() -> tuple[str, ...]:
+    from django.apps import apps
+
+    return tuple(s for s in ALL_STATES if s not in STATE_APPS or apps.is_installed(STATE_APPS[s]))
+
+
+def node_state(node: Node, now=None) -> str:
+    now = now or timezone.now()
+    if node.last_seen is None or now - node.last_seen > STALE_AFTER:
+        return "nodata"
+    return "healthy"
+
+
+def nodes_with_state(queryset=None):
+    now = timezone.now()
+    nodes = list(
+        (queryset if queryset is not None else Node.objects.all()).annotate(
+            instance_count=Count("instances", distinct=True)
+        )
+    )
+    for node in nodes:
+        node.state = node_state(node, now)
+    return nodes
+
+
+def state_counts(nodes) -> list[tuple[str, str, int]]:
+    counts = defaultdict(int)
+    for node in nodes:
+        counts[node.state] += 1
+    return [(key, STATE_LABELS[key], counts[key]) for key in available_states()]
+
+
+def key_metric_charts(series_qs) -> list[tuple[str, str, str, list[Series]]]:
+    """(metric, title, unit, series) for the charts of a node or instance page."""
+    by_metric: dict[str, list[Series]] = defaultdict(list)
+    for s in series_qs.order_by("metric", "id"):
+        by_metric[s.metric].append(s)
+    charts = []
+    for metric, title, unit in KEY_METRICS:
+        if metric in by_metric and len(charts) < MAX_CHARTS:
+            charts.append((metric, title, unit, by_metric.pop(metric)[:MAX_LINES_PER_CHART]))
+    for metric in sorted(by_metric):
+        if len(charts) >= MAX_CHARTS:
+            break
+        unit = _guess_unit(metric)
+        charts.append((metric, metric, unit, by_metric[metric][:MAX_LINES_PER_CHART]))
+    return charts
+
+
+def _guess_unit(metric: str) -> str:
+    if metric.endswith("_ratio"):
+        return "ratio"
+    if metric.endswith("_bytes_per_second"):
+        return "bytes/s"
+    if metric.endswith("_bytes"):
+        return "bytes"
+    if metric.endswith("_seconds"):
+        return "seconds"
+    return ""
+
+
+def line_name(series: Series, shared: set[str]) -> str:
+    """Legend text: the labels that differ between the chart's lines."""
+    parts = [f"{k}={v}" for k, v in sorted(series.labels.items()) if k not in shared]
+    return ", ".join(parts) or series.metric
+
+
+def shared_labels(series: list[Series]) -> set[str]:
+    if len(series) < 2:
+        return set(series[0].labels) if series else set()
+    first = series[0].labels
+    return {k for k, v in first.items() if all(s.labels.get(k) == v for s in series[1:])}
+
+
+def charts_for(chart_defs, tr):
+    """Run one range query for all charts' series and split the results per chart."""
+    from webapp.dashboards.charts import ChartSpec, Line, time_series_figure
+
+    all_series = [s for _, _, _, series in chart_defs for s in series]
+    if not all_series:
+        return []
+    results, _ = query.range_query(all_series, tr.start_ms, tr.end_ms, tr.step_ms, "avg")
+    by_id = {r.series.id: r for r in results}
+    figures = []
+    for metric, title, unit, series in chart_defs:
+        shared = shared_labels(series)
+        lines = [
+            Line(
+                line_name(s, shared),
+                by_id[s.id].ts_ms.tolist(),
+                _nan_to_none(by_id[s.id].values.tolist()),
+            )
+            for s in series
+        ]
+        spec = ChartSpec(title=title, unit=unit, lines=lines)
+        figures.append((metric, time_series_figure(spec, tr.start_ms, tr.end_ms)))
+    return figures
+
+
+def _nan_to_none(values: list[float]) -> list[float | None]:
+    return [None if v != v else v for v in values]
+
+
+def ingest_rates(minutes: int = 60):
+    """Per-minute samples and log lines over the last ``minutes`` (from ingest counters)."""
+    since = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=minutes)
+    rows = (
+        IngestMinute.objects.filter(minute__gte=since)
+        .values("minute")
+        .annotate(samples=Sum("samples"), log_lines=Sum("log_lines"))
+        .order_by("minute")
+    )
+    return list(rows)

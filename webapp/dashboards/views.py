@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+
+from ingest.types import SEVERITY_ERROR, severity_name
+from webapp.core import roles
+from webapp.dashboards import charts, fleet, timerange
+from webapp.telemetry import query
+from webapp.telemetry.api import SEVERITY_FLOORS
+from webapp.telemetry.models import (
+    IngestSource,
+    Instance,
+    LogRecord,
+    LogTemplate,
+    Node,
+    Placement,
+    ScrapeTarget,
+    Series,
+)
+from webapp.telemetry.query import AGGREGATIONS, QueryError
+
+
+def _page(request, template, context):
+    tr = context.get("tr")
+    if tr is not None:
+        context.setdefault("presets", timerange.PRESETS)
+    return render(request, template, context)
+
+
+@roles.require_role(roles.VIEWER)
+def overview(request):
+    nodes = fleet.nodes_with_state(Node.objects.all())
+    rates = fleet.ingest_rates(60)
+    recent = rates[-5:]
+    minutes = max(1, len(recent))
+    samples_per_s = sum(r["samples"] for r in recent) / (minutes * 60)
+    logs_per_s = sum(r["log_lines"] for r in recent) / (minutes * 60)
+    rate_figure = charts.time_series_figure(
+        charts.ChartSpec(
+            title="Ingest per second",
+            unit="per second",
+            lines=[
+                charts.Line(
+                    "samples",
+                    [int(r["minute"].timestamp() * 1000) for r in rates],
+                    [r["samples"] / 60 for r in rates],
+                ),
+                charts.Line(
+                    "log lines",
+                    [int(r["minute"].timestamp() * 1000) for r in rates],
+                    [r["log_lines"] / 60 for r in rates],
+                ),
+            ],
+        ),
+        int((timezone.now() - timedelta(hours=1)).timestamp() * 1000),
+        int(timezone.now().timestamp() * 1000),
+        height=220,
+    )
+    since = timezone.now() - timedelta(hours=1)
+    errors = (
+        LogRecord.objects.filter(ts__gte=since, severity__gte=SEVERITY_ERROR)
+        .select_related("node", "instance")
+        .order_by("-ts")[:15]
+    )
+    return _page(
+        request,
+        "dashboards/overview.html",
+        {
+            "nodes": nodes,
+            "state_counts": fleet.state_counts(nodes),
+            "instance_count": Instance.objects.count(),
+            "series_count": Series.objects.count(),
+            "template_count": LogTemplate.objects.count(),
+            "samples_per_s": samples_per_s,
+            "logs_per_s": logs_per_s,
+            "rate_figure": rate_figure,
+            "sources": IngestSource.objects.all(),
+            "targets": ScrapeTarget.objects.all(),
+            "errors": errors,
+            "stale_after_minutes": int(fleet.STALE_AFTER.total_seconds() // 60),
+        },
+    )
+
+
+@roles.require_role(roles.VIEWER)
+def node_list(request):
+    g = request.GET
+    qs = Node.objects.all()
+    if g.get("q"):
+        qs = qs.filter(Q(name__icontains=g["q"]) | Q(hardware__icontains=g["q"]))
+    if g.get("cluster"):
+        qs = qs.filter(cluster=g["cluster"])
+    if g.get("rack"):
+        qs = qs.filter(rack=g["rack"])
+    if g.get("label") and "=" in g["label"]:
+        key, _, value = g["label"].partition("=")
+        qs = (
+            qs.filter(**{f"labels__{key.strip()}": value.strip()})
+            if key.strip().isidentifier()
+            else qs.none()
+        )
+    nodes = fleet.nodes_with_state(qs.order_by("cluster", "rack", "name"))
+    state = g.get("state")
+    if state in fleet.available_states():
+        nodes = [n for n in nodes if n.state == state]
+    page = Paginator(nodes, 100).get_page(g.get("page"))
+    return _page(
+        request,
+        "dashboards/node_list.html",
+        {
+            "page": page,
+            "filters": g,
+            "clusters": Node.objects.exclude(cluster="")
+            .values_list("cluster", flat=True)
+            .distinct()
+            .order_by("cluster"),
+            "racks": Node.objects.exclude(rack="")
+            .values_list("rack", flat=True)
+            .distinct()
+            .order_by("rack"),
+            "states": [(k, fleet.STATE_LABELS[k]) for k in fleet.available_states()],
+            "instance_count": Instance.objects.count(),
+        },
+    )
+
+
+@roles.require_role(roles.VIEWER)
+def node_detail(request, name: str):
+    node = get_object_or_404(Node, name=name)
+    node.state = fleet.node_state(node)
+    tr = timerange.from_request(request)
+    chart_defs = fleet.key_metric_charts(Series.objects.filter(node=node, instance__isnull=True))
+    logs = query.search_logs(start=tr.start, end=tr.end, node_ids=[node.id], limit=100)
+    return _page(
+        request,
+        "dashboards/node_detail.html",
+        {
+            "node": node,
+            "tr": tr,
+            "instances": node.instances.order_by("name"),
+            "placements": Placement.objects.filter(node=node).select_related("instance")[:30],
+            "figures": fleet.charts_for(chart_defs, tr),
+            "logs": logs,
+        },
+    )
+
+
+@roles.require_role(roles.VIEWER)
+def instance_detail(request, name: str):
+    instance = get_object_or_404(Instance.objects.select_related("node"), name=name)
+    tr = timerange.from_request(request)
+    chart_defs = fleet.key_metric_charts(Series.objects.filter(instance=instance))
+    logs = query.search_logs(start=tr.start, end=tr.end, instance_ids=[instance.id], limit=100)
+    return _page(
+        request,
+        "dashboards/instance_detail.html",
+        {
+            "instance": instance,
+            "tr": tr,
+            "placements": instance.placements.select_related("node")[:30],
+            "figures": fleet.charts_for(chart_defs, tr),
+            "logs": logs,
+        },
+    )
+
+
+@roles.require_role(roles.VIEWER)
+def explore(request):
+    g = request.GET
+    tr = timerange.from_request(request)
+    selector = g.get("q", "").strip()
+    agg = g.get("agg", "avg") if g.get("agg") in AGGREGATIONS else "avg"
+    figure = error = None
+    series_count = 0
+    if selector:
+        try:
+            found = query.select(selector, limit=50)
+            series_count = len(found)
+            results, how = query.range_query(found, tr.start_ms, tr.end_ms, tr.step_ms, agg)
+            shared = fleet.shared_labels(found)
+            spec = charts.ChartSpec(
+                title=(
+                    f"{agg}({selector}) · {how['resolution']} data, step {how['step_ms'] // 1000}s"
+                ),
+                unit=fleet._guess_unit(found[0].metric) if found else "",
+                lines=[
+                    charts.Line(
+                        fleet.line_name(r.series, shared),
+                        r.ts_ms.tolist(),
+                        fleet._nan_to_none(r.values.tolist()),
+                    )
+                    for r in results
+                ],
+            )
+            figure = charts.time_series_figure(spec, tr.start_ms, tr.end_ms, height=380)
+        except QueryError as exc:
+            error = str(exc)
+    log_text = g.get("logq", "").strip()
+    severity = g.get("severity", "").lower()
+    node_name = g.get("node", "").strip()
+    logs = []
+    show_logs = "logs" in g or log_text or severity or node_name
+    if show_logs:
+        node_ids = (
+            list(Node.objects.filter(name=node_name).values_list("id", flat=True))
+            if node_name
+            else None
+        )
+        if node_name and not node_ids:
+            node_ids = [-1]
+        logs = query.search_logs(
+            start=tr.start,
+            end=tr.end,
+            node_ids=node_ids,
+            min_severity=SEVERITY_FLOORS.get(severity),
+            text=log_text or None,
+            limit=300,
+        )
+    metric_names = (
+        Series.objects.order_by("metric").values_list("metric", flat=True).distinct()[:2000]
+    )
+    return _page(
+        request,
+        "dashboards/explore.html",
+        {
+            "tr": tr,
+            "selector": selector,
+            "agg": agg,
+            "aggregations": AGGREGATIONS,
+            "figure": figure,
+            "error": error,
+            "series_count": series_count,
+            "logs": logs,
+            "show_logs": show_logs,
+            "log_text": log_text,
+            "severity": severity,
+            "node_name": node_name,
+            "metric_names": metric_names,
+            "severities": [s for s in SEVERITY_FLOORS if s != "warning"],
+            "severity_name": severity_name,
+        },
+    )

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+
+admin.site.site_header = "Telltale data admin"
+admin.site.site_title = "Telltale admin"
+
+urlpatterns = [
+    path("", include("webapp.core.urls")),
+    path("", include("ingest.urls")),
+    path("", include("webapp.telemetry.urls")),
+    path("", include("webapp.dashboards.urls")),
+    path("admin/", admin.site.urls),
+]
