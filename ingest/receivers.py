@@ -218,7 +218,11 @@ otlp_logs = _receiver("otlp", IngestToken.SCOPE_LOGS_WRITE, _otlp("logs"))
 # --- JSON lines logs ---------------------------------------------------------------------
 def _jsonl(request, body, token, limits):
     batch: LogBatch = decode_json_lines(body, now_ns=time.time_ns(), limits=limits)
-    source = request.headers.get("X-Telltale-Source", "jsonl")[:32] or "jsonl"
+    source = request.headers.get("X-Telltale-Source", "").strip()[:32]
+    if source:  # e.g. the host agent names itself so its lines can be told apart
+        for entry in batch.entries:
+            entry.source = source
+    source = source or "jsonl"
     result = writer.write_logs(
         batch, source=source, client=token.name, batch_digest=_digest(token, body)
     )

@@ -113,3 +113,45 @@ def clean_store(transactional_db):
 
 def bearer(token: str) -> dict:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+@pytest.fixture
+def task_worker(transactional_db):
+    """Runs Celery tasks for the test: inline in eager mode, or a real worker thread
+    consuming the Redis broker when TELLTALE_TEST_BROKER_URL is set."""
+    from django.conf import settings
+
+    if not settings.CELERY_BROKER_URL:
+        yield None
+        return
+    from celery.contrib.testing.worker import start_worker
+
+    from workers.celery import app
+
+    app.control.purge()
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        yield app
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.1):
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def series_samples(metric: str, labels: dict, points: list[tuple[int, float]]):
+    from ingest.types import SeriesSamples
+
+    return SeriesSamples(
+        labels=tuple(sorted({"__name__": metric, **labels}.items())),
+        timestamps_ms=[t for t, _ in points],
+        values=[v for _, v in points],
+    )

@@ -22,8 +22,10 @@ FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope: Playwright's event loop must not outlive the browser tests, or later
+    # tests that call asyncio.run() in this thread would find it still running.
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (apt-get install chromium)")
     # Playwright's sync API runs an event loop in this thread; the test still talks to the

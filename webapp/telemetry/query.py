@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from django.db.models import Q
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import KeyTransform
 
 from ingest.types import STALE_NAN
 from webapp.telemetry.models import LogRecord, Series
@@ -47,9 +47,7 @@ def select_series(matchers: list[Matcher], limit: int = MAX_SERIES) -> list[Seri
                 qs = qs.filter(metric=m.value)
             else:
                 alias = f"_label{i}"
-                qs = qs.alias(**{alias: KeyTextTransform(m.name, "labels")}).filter(
-                    **{alias: m.value}
-                )
+                qs = qs.alias(**{alias: KeyTransform(m.name, "labels")}).filter(**{alias: m.value})
         else:
             post.append(m)
     found = []
@@ -112,7 +110,8 @@ def aligned(start_ms: int, step_ms: int, resolution: str) -> tuple[int, int]:
 def range_query(
     series: list[Series], start_ms: int, end_ms: int, step_ms: int, agg: str = "avg"
 ) -> tuple[list[SeriesResult], dict]:
-    """Aggregate each series over step-wide buckets of [start, end).
+    """Aggregate each series over step-wide buckets from start through end (inclusive,
+    as Prometheus evaluates a step at ``end``).
 
     Returns the results and how they were computed (resolution, aligned start and step).
     """
@@ -123,7 +122,7 @@ def range_query(
     start_ms, step_ms = aligned(start_ms, step_ms, resolution)
     ids = [s.id for s in series]
     buckets = _read(
-        ids, start_ms, end_ms, step_ms, resolution, agg == "p95", rollup_complete_until()
+        ids, start_ms, end_ms + 1, step_ms, resolution, agg == "p95", rollup_complete_until()
     )
     values = _pick(buckets, agg)
     by_series: dict[int, tuple[list, list]] = {}

@@ -7,7 +7,7 @@ its error instead of guessing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -24,11 +24,12 @@ class Matcher:
     name: str
     op: str
     value: str
+    regex: re.Pattern | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.op in ("=~", "!~"):
             try:
-                object.__setattr__(self, "_regex", re.compile(self.value))
+                object.__setattr__(self, "regex", re.compile(self.value))
             except re.error as exc:
                 raise SelectorError(f"invalid regular expression {self.value!r}: {exc}") from None
 
@@ -37,7 +38,7 @@ class Matcher:
             return value == self.value
         if self.op == "!=":
             return value != self.value
-        hit = self._regex.fullmatch(value) is not None  # Prometheus anchors regexes
+        hit = self.regex.fullmatch(value) is not None  # Prometheus anchors regexes
         return hit if self.op == "=~" else not hit
 
     def __str__(self) -> str:

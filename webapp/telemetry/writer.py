@@ -123,7 +123,7 @@ def _note_placements(pairs: set[tuple[int, int]], at: datetime) -> None:
 def _register_series(new: list[tuple[int, SeriesSamples]]) -> int:
     rows = []
     for sid, s in new:
-        labels = {k: v for k, v in s.labels if k != "__name__"}
+        labels = {k: _clean(v) for k, v in s.labels if k != "__name__"}
         rows.append((sid, s.metric, labels, *identity.target_names(labels)))
     node_map = node_ids_for({r[3] for r in rows if r[3]})
     instance_map = instance_ids_for({r[4] for r in rows if r[4]})
@@ -234,7 +234,7 @@ def write_logs(batch: LogBatch, *, source: str, client: str, batch_digest: bytes
         for m, e in zip(mined, entries, strict=True):
             if m.template_id not in registry.known_templates and m.template_id not in new_templates:
                 new_templates[m.template_id] = LogTemplate(
-                    id=m.template_id, template=m.template, first_seen=_ts(e.ts_ns), count=0
+                    id=m.template_id, template=_clean(m.template), first_seen=_ts(e.ts_ns), count=0
                 )
         if new_templates:
             LogTemplate.objects.bulk_create(new_templates.values(), ignore_conflicts=True)
@@ -247,10 +247,10 @@ def write_logs(batch: LogBatch, *, source: str, client: str, batch_digest: bytes
                 instance_id=instance_map.get(e.instance) if e.instance else None,
                 severity=e.severity,
                 severity_text=e.severity_text[:32],
-                message=e.message,
+                message=_clean(e.message),
                 template_id=m.template_id,
-                params=m.params,
-                attributes=e.attributes,
+                params=[_clean(p) for p in m.params],
+                attributes={_clean(k): _clean(v) for k, v in e.attributes.items()},
                 source=e.source or source,
                 received_at=now,
             )
@@ -279,6 +279,11 @@ def _insert_logs(records: list[LogRecord]) -> int:
         fresh = [r for r in records if r.fingerprint not in present]
         LogRecord.objects.bulk_create(fresh, batch_size=1000, ignore_conflicts=True)
     return len(fresh)
+
+
+def _clean(text: str) -> str:
+    """PostgreSQL text and jsonb cannot hold NUL; keep the line, mark where it was."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def _ts(ts_ns: int) -> datetime:

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ingest.types import LogBatch, LogEntry, MetricBatch
+from tests.conftest import series_samples
+from webapp.telemetry import identity, writer
+from webapp.telemetry.models import (
+    IngestMinute,
+    IngestSource,
+    Instance,
+    LogRecord,
+    LogTemplate,
+    Node,
+    Placement,
+    Series,
+)
+from webapp.telemetry.stats import ingest_stats
+
+NOW = int(time.time() * 1000) // 1000 * 1000
+
+
+def test_series_ids_are_stable_hashes_of_sorted_labels():
+    a = series_samples("cpu", {"node": "n1", "core": "0"}, []).labels
+    b = tuple(sorted(a))
+    assert identity.series_id(a) == identity.series_id(b)
+    assert identity.series_id(a) != identity.series_id(
+        series_samples("cpu", {"node": "n2", "core": "0"}, []).labels
+    )
+    assert 0 < identity.series_id(a) < 2**63
+
+
+def test_target_names_from_labels():
+    assert identity.target_names({"node": "n1", "vm": "vm-7"}) == ("n1", "vm-7")
+    assert identity.target_names({"instance": "db1.example:9100"}) == ("db1.example", None)
+    assert identity.target_names({"instance": "[::1]:9100"}) == ("::1", None)
+    assert identity.target_names({"host_name": "h"}) == ("h", None)
+
+
+def test_write_metrics_registers_series_nodes_and_instances(store):
+    batch = MetricBatch(
+        series=[
+            series_samples(
+                "host_cpu_utilization_ratio", {"node": "n1"}, [(NOW, 0.5), (NOW + 15_000, 0.6)]
+            ),
+            series_samples("vm_cpu_utilization_ratio", {"node": "n1", "vm": "vm-1"}, [(NOW, 0.2)]),
+        ]
+    )
+    result = writer.write_metrics(batch, source="remote_write", client="t")
+    assert (result.accepted, result.stored, result.series_created) == (3, 3, 2)
+    node = Node.objects.get(name="n1")
+    vm = Instance.objects.get(name="vm-1")
+    assert vm.node == node
+    assert Series.objects.get(metric="vm_cpu_utilization_ratio").instance == vm
+    assert Placement.objects.get(instance=vm, end__isnull=True).node == node
+    again = writer.write_metrics(batch, source="remote_write", client="t")
+    assert (again.stored, again.series_created, again.duplicates) == (0, 0, 3)
+    assert store.count() == 3
+
+
+def test_instance_moving_to_another_node_keeps_placement_history(store):
+    def send(node):
+        batch = MetricBatch(
+            series=[series_samples("vm_up", {"node": node, "vm": "vm-9"}, [(NOW, 1.0)])]
+        )
+        writer.write_metrics(batch, source="agent", client="t")
+
+    send("a")
+    send("b")
+    history = list(Placement.objects.filter(instance__name="vm-9").order_by("start", "id"))
+    assert [p.node.name for p in history] == ["a", "b"]
+    assert history[0].end is not None and history[1].end is None
+    assert Instance.objects.get(name="vm-9").node.name == "b"
+
+
+def _logs(*messages, node="web-1"):
+    return LogBatch(
+        entries=[
+            LogEntry(ts_ns=time.time_ns() + i, message=m, severity=9, node=node, source="jsonl")
+            for i, m in enumerate(messages)
+        ]
+    )
+
+
+def test_logs_get_templates_and_parameters(db):
+    batch = _logs(
+        "GET /api/users/17 took 35 ms status 200",
+        "GET /api/users/99 took 120 ms status 200",
+        "connection from 10.0.0.5:5432 refused",
+    )
+    result = writer.write_logs(batch, source="jsonl", client="t", batch_digest=b"one")
+    assert result.stored == 3
+    rows = list(LogRecord.objects.order_by("ts"))
+    assert rows[0].template_id == rows[1].template_id != rows[2].template_id
+    assert rows[0].node.name == "web-1"
+    assert "35" in rows[0].params and "120" in rows[1].params
+    assert LogTemplate.objects.count() == 2
+
+
+def test_retried_log_request_is_stored_once_but_repeats_are_kept(db):
+    batch = _logs("disk full", "disk full")
+    assert writer.write_logs(batch, source="jsonl", client="t", batch_digest=b"req-1").stored == 2
+    assert writer.write_logs(batch, source="jsonl", client="t", batch_digest=b"req-1").stored == 0
+    assert writer.write_logs(batch, source="jsonl", client="t", batch_digest=b"req-2").stored == 2
+    assert LogRecord.objects.count() == 4
+
+
+def test_templates_are_stable_across_a_restart(db):
+    writer.write_logs(
+        _logs("user 42 logged in", "user 7 logged in"), source="x", client="t", batch_digest=b"a"
+    )
+    first = set(LogRecord.objects.values_list("template_id", flat=True))
+    ingest_stats.flush()
+    writer.forget_caches()  # as after a process restart: the miner is seeded from the table
+    writer.write_logs(_logs("user 99 logged in"), source="x", client="t", batch_digest=b"b")
+    assert set(LogRecord.objects.values_list("template_id", flat=True)) == first
+
+
+def test_stats_flush_records_sources_minutes_and_node_activity(store):
+    batch = MetricBatch(series=[series_samples("m", {"node": "n5"}, [(NOW, 1.0), (NOW + 1, 2.0)])])
+    writer.write_metrics(batch, source="remote_write", client="prom-1")
+    writer.write_logs(_logs("hello", node="n5"), source="jsonl", client="script", batch_digest=b"z")
+    ingest_stats.flush()
+    source = IngestSource.objects.get(kind="remote_write", name="prom-1")
+    assert source.samples_total == 2 and source.requests_total == 1
+    assert IngestSource.objects.get(kind="jsonl", name="script").log_lines_total == 1
+    assert sum(IngestMinute.objects.values_list("samples", flat=True)) == 2
+    assert Node.objects.get(name="n5").last_seen is not None
+    assert LogTemplate.objects.get().count == 1
+
+
+def test_late_samples_mark_a_dirty_range(store):
+    from webapp.telemetry.models import RollupDirtyRange
+
+    old = NOW - 3_600_000
+    writer.write_samples(np.array([1], np.int64), np.array([old], np.int64), np.array([1.0]))
+    assert RollupDirtyRange.objects.count() == 1
+    writer.write_samples(np.array([1], np.int64), np.array([NOW], np.int64), np.array([1.0]))
+    assert RollupDirtyRange.objects.count() == 1
+
+
+def test_nul_bytes_do_not_break_storage(store):
+    batch = LogBatch(
+        entries=[LogEntry(ts_ns=time.time_ns(), message="a\x00b", attributes={"k": "v\x00"})]
+    )
+    assert writer.write_logs(batch, source="syslog", client="t", batch_digest=b"nul").stored == 1
+    row = LogRecord.objects.get()
+    assert row.message == "a\ufffdb" and row.attributes == {"k": "v\ufffd"}
+    metrics = MetricBatch(
+        series=[series_samples("m", {"node": "n", "path": "x\x00y"}, [(NOW, 1.0)])]
+    )
+    assert writer.write_metrics(metrics, source="t", client="t").stored == 1
+    assert Series.objects.get(metric="m").labels["path"] == "x\ufffdy"
