@@ -7,7 +7,10 @@ import json
 import logging
 import os
 import random
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -33,6 +36,7 @@ from ingest.agent import (
     jsonl_chunks,
     run_agent,
 )
+from ingest.agent.cli import build_parser
 from ingest.jsonlines import decode_json_lines
 from ingest.remote_write import decode_remote_write
 
@@ -206,6 +210,7 @@ def test_sender_drops_a_refused_chunk_and_counts_it(tmp_path, caplog):
     assert spool.stats().chunks == 0
     assert opener.requests[0].full_url == "http://telltale.test/api/v1/logs/jsonl"
     assert opener.requests[0].get_header("Content-type") == "application/x-ndjson"
+    assert opener.requests[0].get_header("X-telltale-source") == "agent"
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -601,3 +606,69 @@ def test_command_once_delivers_and_exits(tmp_path, monkeypatch):
         )  # fmt: skip
     assert exit_info.value.code == 1
     assert list((tmp_path / "spool" / "metrics").glob("*.chunk"))
+
+
+def test_command_has_the_same_options_as_the_standalone_agent():
+    from webapp.telemetry.management.commands.agent import Command
+
+    def options(parser) -> dict:
+        return {
+            a.dest: (a.option_strings, a.default, a.type, a.required, a.nargs, a.const, a.help)
+            for a in parser._actions
+            if a.dest != "help"
+        }
+
+    own = options(build_parser())
+    assert own.items() <= options(Command().create_parser("manage.py", "agent")).items()
+
+
+# --- standalone: python -m ingest.agent on a host without the web app ------------------
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_standalone(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -X importtime -m ingest.agent`` from a copy of ``ingest`` alone."""
+    host = tmp_path / "host"
+    if not host.exists():
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(REPO / "ingest", host / "ingest", ignore=ignore)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "PYTHON"))}
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ingest.agent", *args],
+        cwd=host, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def imported_modules(stderr: str) -> set[str]:
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+def test_standalone_agent_runs_without_django(tmp_path):
+    done = run_standalone(tmp_path, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--server" in done.stdout and "--once" in done.stdout
+    modules = imported_modules(done.stderr)
+    assert {"ingest.agent.cli", "ingest.agent.runner", "psutil"} <= modules
+    leaked = {m for m in modules if m.split(".")[0] in ("django", "webapp")}
+    assert not leaked
+
+
+def test_standalone_agent_once_against_a_closed_port_keeps_the_chunk(tmp_path):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections refused
+    try:
+        done = run_standalone(
+            tmp_path, "--server", f"http://127.0.0.1:{closed.getsockname()[1]}", "--once",
+            "--token", "t", "--interval", "0.05", "--top-processes", "1",
+            "--state-dir", str(tmp_path / "state"),
+        )  # fmt: skip
+    finally:
+        closed.close()
+    assert done.returncode == 1, done.stderr
+    assert "the rest stays in the spool" in done.stderr
+    assert len(list((tmp_path / "state" / "spool" / "metrics").glob("*.chunk"))) == 1
+    assert not {m for m in imported_modules(done.stderr) if m.split(".")[0] == "django"}

@@ -121,35 +121,35 @@ def range_query(
     resolution = choose_resolution(start_ms, end_ms, step_ms)
     start_ms, step_ms = aligned(start_ms, step_ms, resolution)
     ids = [s.id for s in series]
-    buckets = _read(
-        ids, start_ms, end_ms + 1, step_ms, resolution, agg == "p95", rollup_complete_until()
-    )
-    values = _pick(buckets, agg)
-    by_series: dict[int, tuple[list, list]] = {}
+    want = (agg == "p95", agg == "last")
+    buckets = _read(ids, start_ms, end_ms + 1, step_ms, resolution, want, rollup_complete_until())
     order = np.lexsort((buckets.bucket, buckets.series_ids))
-    for i in order:
-        entry = by_series.setdefault(int(buckets.series_ids[i]), ([], []))
-        entry[0].append(start_ms + int(buckets.bucket[i]) * step_ms)
-        entry[1].append(values[i])
+    sids = buckets.series_ids[order]
+    ts = start_ms + buckets.bucket[order] * step_ms
+    values = _pick(buckets, agg)[order]
+    found, first = np.unique(sids, return_index=True)
+    ends = [*first[1:].tolist(), len(sids)]
+    bounds = dict(zip(found.tolist(), zip(first.tolist(), ends, strict=True), strict=True))
     results = []
     for s in series:
-        ts, vals = by_series.get(s.id, ([], []))
-        results.append(SeriesResult(s, np.asarray(ts, np.int64), np.asarray(vals, np.float64)))
+        lo, hi = bounds.get(s.id, (0, 0))
+        results.append(SeriesResult(s, ts[lo:hi], values[lo:hi]))
     return results, {"resolution": resolution, "start_ms": start_ms, "step_ms": step_ms}
 
 
-def _read(ids, start_ms, end_ms, step_ms, resolution, with_p95, complete) -> Buckets:
+def _read(ids, start_ms, end_ms, step_ms, resolution, want, complete) -> Buckets:
+    """``want`` = (p95, last): the costly aggregates this query needs."""
     store = get_store()
     if resolution == "raw":
-        return store.read_buckets(ids, start_ms, end_ms, step_ms, "raw", with_p95)
+        return store.read_buckets(ids, start_ms, end_ms, step_ms, "raw", *want)
     done = complete.get(resolution)
     if done is None or done <= start_ms:
-        return _read(ids, start_ms, end_ms, step_ms, FINER[resolution], with_p95, complete)
+        return _read(ids, start_ms, end_ms, step_ms, FINER[resolution], want, complete)
     boundary = min(end_ms, start_ms + (done - start_ms) // step_ms * step_ms)
-    head = store.read_buckets(ids, start_ms, boundary, step_ms, resolution, with_p95)
+    head = store.read_buckets(ids, start_ms, boundary, step_ms, resolution, *want)
     if boundary >= end_ms:
         return head
-    tail = _read(ids, boundary, end_ms, step_ms, FINER[resolution], with_p95, complete)
+    tail = _read(ids, boundary, end_ms, step_ms, FINER[resolution], want, complete)
     tail.bucket = tail.bucket + (boundary - start_ms) // step_ms
     return merge_buckets([head, tail])
 

@@ -46,47 +46,64 @@ def merge_buckets(parts: list[Buckets]) -> Buckets:
     """Combine partial aggregates from several sources (e.g. rollup + raw tail).
 
     Sources cover disjoint time ranges split on a bucket boundary, so a (series, bucket)
-    pair normally appears once; when it does not, counts and sums add and the extremes
-    combine, and ``last`` comes from the later source (sources are passed in time order).
+    pair normally appears once; when it does not, counts and sums add, the extremes
+    combine and ``last`` comes from the later source (parts are passed in time order).
     """
     parts = [p for p in parts if len(p.series_ids)]
     if not parts:
         return Buckets.empty()
     if len(parts) == 1:
         return parts[0]
-    merged: dict[tuple[int, int], list[float]] = {}
-    for part in parts:
-        for i in range(len(part.series_ids)):
-            key = (int(part.series_ids[i]), int(part.bucket[i]))
-            row = [
-                part.count[i],
-                part.sum[i],
-                part.min[i],
-                part.max[i],
-                part.last[i],
-                part.p95[i] if part.p95 is not None else np.nan,
-            ]
-            old = merged.get(key)
-            if old is None:
-                merged[key] = row
-            else:
-                old[0] += row[0]
-                old[1] += row[1]
-                old[2] = min(old[2], row[2])
-                old[3] = max(old[3], row[3])
-                old[4] = row[4]
-                old[5] = max(old[5], row[5])
-    keys = sorted(merged)
-    vals = np.array([merged[k] for k in keys], dtype=np.float64)
+
+    def cat(name):
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    sids, bucket = cat("series_ids"), cat("bucket")
+    p95 = np.concatenate(
+        [p.p95 if p.p95 is not None else np.full(len(p.series_ids), np.nan) for p in parts]
+    )
+    order = np.lexsort((bucket, sids))  # stable: keeps part order within a key
+    sids, bucket, p95 = sids[order], bucket[order], p95[order]
+    count, total = cat("count")[order], cat("sum")[order]
+    low, high, last = cat("min")[order], cat("max")[order], cat("last")[order]
+    new_key = np.ones(len(sids), dtype=bool)
+    new_key[1:] = (sids[1:] != sids[:-1]) | (bucket[1:] != bucket[:-1])
+    starts = np.flatnonzero(new_key)
+    ends = np.append(starts[1:], len(sids)) - 1
+    with np.errstate(invalid="ignore"):
+        return Buckets(
+            sids[starts],
+            bucket[starts],
+            np.add.reduceat(count, starts),
+            np.add.reduceat(total, starts),
+            np.fmin.reduceat(low, starts),
+            np.fmax.reduceat(high, starts),
+            last[ends],
+            np.fmax.reduceat(p95, starts),
+        )
+
+
+def group_buckets(sids, ts_ms, start_ms, step_ms, count, total, low, high, last) -> Buckets:
+    """Aggregate per-row partials into (series, step bucket) groups with numpy;
+    ``last`` is the value of the newest row in each group."""
+    if len(sids) == 0:
+        return Buckets.empty()
+    bucket = (ts_ms - start_ms) // step_ms
+    order = np.lexsort((ts_ms, bucket, sids))
+    sids, bucket = sids[order], bucket[order]
+    new_key = np.ones(len(sids), dtype=bool)
+    new_key[1:] = (sids[1:] != sids[:-1]) | (bucket[1:] != bucket[:-1])
+    starts = np.flatnonzero(new_key)
+    ends = np.append(starts[1:], len(sids)) - 1
     return Buckets(
-        np.array([k[0] for k in keys], np.int64),
-        np.array([k[1] for k in keys], np.int64),
-        vals[:, 0],
-        vals[:, 1],
-        vals[:, 2],
-        vals[:, 3],
-        vals[:, 4],
-        vals[:, 5],
+        sids[starts],
+        bucket[starts],
+        np.add.reduceat(count[order], starts),
+        np.add.reduceat(total[order], starts),
+        np.minimum.reduceat(low[order], starts),
+        np.maximum.reduceat(high[order], starts),
+        last[order][ends],
+        None,
     )
 
 
@@ -121,8 +138,10 @@ class SampleStore(abc.ABC):
         step_ms: int,
         resolution: str,
         with_p95: bool,
+        with_last: bool = True,
     ) -> Buckets:
-        """Aggregates per step-sized bucket over [start, end) read from one resolution."""
+        """Aggregates per step-sized bucket over [start, end) read from one resolution.
+        ``last`` costs a sort per bucket on PostgreSQL; skip it when nobody reads it."""
         ...
 
     @abc.abstractmethod

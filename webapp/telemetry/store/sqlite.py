@@ -98,7 +98,9 @@ class SqliteStore(SampleStore):
         )
         return _split_by_series(sids, ts, values)
 
-    def read_buckets(self, series_ids, start_ms, end_ms, step_ms, resolution, with_p95):
+    def read_buckets(
+        self, series_ids, start_ms, end_ms, step_ms, resolution, with_p95, with_last=True
+    ):
         if not series_ids or end_ms <= start_ms:
             return Buckets.empty()
         marks = ",".join("%s" for _ in series_ids)
