@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 MAX_POINTS_PER_LINE = 2000
 
 UNITS = {
-    "ratio": {"tickformat": ".0%", "hoverformat": ".1%"},
+    "ratio": {"tickformat": ".3~%", "hoverformat": ".2%"},
     "percent": {"ticksuffix": "%", "hoverformat": ".1f"},
     "bytes": {"tickformat": ".3~s", "ticksuffix": "B", "hoverformat": ".4~s"},
     "bytes/s": {"tickformat": ".3~s", "ticksuffix": "B/s", "hoverformat": ".4~s"},

@@ -106,70 +106,47 @@ class Command(BaseCommand):
     def commands(self, options, token: str) -> list[tuple[str, list[str]]]:
         python = sys.executable
         bind = f"{options['host']}:{options['port']}"
-        server = f"http://{bind}"
+        logs = Path(settings.VAR_DIR) / "log"
+        logs.mkdir(parents=True, exist_ok=True)
         procs = [
             (
                 "web",
                 [
-                    python,
-                    "-m",
-                    "gunicorn",
-                    "webapp.wsgi:application",
-                    "--bind",
-                    bind,
-                    "--workers",
-                    "2",
-                    "--threads",
-                    "4",
-                    "--timeout",
-                    "120",
-                    "--access-logfile",
-                    "-",
-                    "--log-level",
-                    "warning",
+                    python, "-m", "gunicorn", "webapp.wsgi:application", "--bind", bind,
+                    "--workers", "2", "--threads", "4", "--timeout", "120",
+                    "--access-logfile", str(logs / "web-access.log"), "--log-level", "warning",
                 ],
             ),
             (
                 "worker",
                 [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "workers.celery",
-                    "worker",
-                    "--loglevel",
-                    "INFO",
-                    "--concurrency",
-                    "2",
-                    "--pool",
-                    "threads",
+                    python, "-m", "celery", "-A", "workers.celery", "worker",
+                    "--concurrency", "2", "--pool", "threads",
+                    "--loglevel", "INFO", "--logfile", str(logs / "worker.log"),
                 ],
             ),
             (
                 "beat",
-                [python, "-m", "celery", "-A", "workers.celery", "beat", "--loglevel", "INFO"],
+                [
+                    python, "-m", "celery", "-A", "workers.celery", "beat", "--loglevel", "INFO",
+                    "--logfile", str(logs / "beat.log"),
+                ],
             ),
-        ]
+        ]  # fmt: skip
         if not options["no_feed"]:
-            procs.append(
-                (
-                    "agent",
-                    [
-                        python,
-                        "manage.py",
-                        "agent",
-                        "--server",
-                        server,
-                        "--token",
-                        token,
-                        "--state-dir",
-                        str(Path(settings.VAR_DIR) / "agent"),
-                        "--interval",
-                        "15",
-                    ],
-                )
-            )
+            # The agent feeds this machine's metrics and Telltale's own logs (plus the
+            # system log when readable), so the demo shows live data from the first minute.
+            tailed = [logs / "web-access.log", logs / "worker.log", logs / "beat.log"]
+            tailed += [
+                Path(p) for p in ("/var/log/syslog", "/var/log/messages") if os.access(p, os.R_OK)
+            ]
+            argv = [
+                python, "-m", "ingest.agent", "--server", f"http://{bind}", "--token", token,
+                "--state-dir", str(Path(settings.VAR_DIR) / "agent"), "--interval", "15",
+            ]  # fmt: skip
+            for path in tailed:
+                argv += ["--log-file", str(path)]
+            procs.append(("agent", argv))
         return procs
 
     def run_processes(self, options, token: str) -> None:
@@ -183,6 +160,9 @@ class Command(BaseCommand):
         for name, argv in self.commands(options, token):
             children.append((name, subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR)))
             self.stdout.write(f"    started {name} (pid {children[-1][1].pid})")
+        self.stdout.write(
+            f"    worker, beat and web access logs: {Path(settings.VAR_DIR) / 'log'}/"
+        )
         _wait_for_http(options["host"], options["port"], timeout=60)
         self.stdout.write(
             self.style.SUCCESS(
