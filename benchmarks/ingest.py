@@ -124,7 +124,7 @@ def raw_copy(database_url: str, rows, series_ids) -> dict[str, float]:
                             ):
                                 copy.write_row((sid, datetime.fromtimestamp(t / 1000, tz=UTC), v))
                     else:
-                        binary = "COPY telemetry_sample (series_id, ts, value) FROM STDIN WITH BINARY"
+                        binary = "COPY telemetry_sample (series_id, ts, value) FROM STDIN BINARY"
                         with cur.copy(binary) as copy:
                             copy.write(encode_copy(sids, ts, vals))
                 conn.commit()  # one transaction per batch, like one request
