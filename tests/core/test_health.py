@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.urls import reverse
 
@@ -53,3 +55,32 @@ def test_metrics_for_logged_in_viewer(viewer_client):
 def test_metrics_public_when_configured(client, settings, db):
     settings.TELLTALE_METRICS_PUBLIC = True
     assert client.get(reverse("metrics")).status_code == 200
+
+
+def test_metrics_count_ingested_samples(client, store, make_token):
+    from ingest.remote_write import encode_remote_write
+    from tests.conftest import series_samples
+
+    reader = make_token("read", "metrics:write")
+
+    def ingested() -> float:
+        text = client.get(reverse("metrics"), **bearer(reader)).content.decode()
+        for line in text.splitlines():
+            if line.startswith('telltale_ingest_samples_total{source="remote_write"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = ingested()
+    now = int(time.time() * 1000)
+    body = encode_remote_write(
+        [series_samples("m", {"node": "a"}, [(now - 1000, 1.0), (now, 2.0)])]
+    )
+    response = client.post(
+        reverse("remote_write"),
+        body,
+        content_type="application/x-protobuf",
+        HTTP_AUTHORIZATION=f"Bearer {reader}",
+        HTTP_CONTENT_ENCODING="snappy",
+    )
+    assert response.status_code == 204
+    assert ingested() == before + 2
