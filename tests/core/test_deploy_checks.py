@@ -15,7 +15,7 @@ def _check(tmp_path, **env_changes) -> subprocess.CompletedProcess:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("TELLTALE_", "DATABASE_URL", "DEBUG"))
+        if not k.startswith(("TELLTALE_", "DATABASE_URL", "DEBUG", "DJANGO_ALLOW_ASYNC"))
     }
     env.update(
         {

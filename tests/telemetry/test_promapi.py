@@ -126,3 +126,11 @@ def test_own_range_api_with_aggregation(viewer_client, data):
     body = response.json()["data"]
     assert body["resolution"] == "raw"
     assert [p[1] for p in body["series"][0]["points"]] == [19.0, 39.0, 40.0]
+
+
+def test_absurd_timestamps_are_clamped_not_crashing(viewer_client, data):
+    response = viewer_client.get(
+        reverse("prom_query_range"),
+        {"query": "node_load1", "start": 1e15, "end": 1e15 + 60, "step": "15"},
+    )
+    assert response.status_code == 200 and response.json()["data"]["result"] == []

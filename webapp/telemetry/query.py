@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 from django.db.models import Q
@@ -278,4 +278,6 @@ def format_value(value: float) -> str:
 
 
 def to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    from webapp.telemetry.store.postgres import ms_to_dt
+
+    return ms_to_dt(ms)

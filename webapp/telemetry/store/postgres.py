@@ -42,8 +42,12 @@ TABLES = {
 }
 
 
+# Timestamps from user input are clamped to what datetime and PostgreSQL can hold.
+MIN_MS, MAX_MS = 0, 253_402_300_799_000  # 1970-01-01 .. 9999-12-31
+
+
 def ms_to_dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return datetime.fromtimestamp(min(max(ms, MIN_MS), MAX_MS) / 1000, tz=UTC)
 
 
 def encode_copy(series_ids: np.ndarray, ts_ms: np.ndarray, values: np.ndarray) -> bytes:
