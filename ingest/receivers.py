@@ -30,6 +30,7 @@ from ingest.otlp import (
     otlp_partial_success_response,
 )
 from ingest.remote_write import decode_remote_write
+from ingest.truth import decode_truth
 from ingest.types import DecodeError, LogBatch, MetricBatch, Rejection
 from webapp.core import selfmetrics
 from webapp.core.models import IngestToken
@@ -235,6 +236,18 @@ def _jsonl(request, body, token, limits):
 
 
 jsonl_logs = _receiver("jsonl", IngestToken.SCOPE_LOGS_WRITE, _jsonl)
+
+
+# --- simulator ground truth --------------------------------------------------------------
+def _truth(request, body, token, limits):
+    from webapp.telemetry.services import record_ground_truth
+
+    truth = decode_truth(body)
+    stored = record_ground_truth(truth["run"], truth["nodes"], truth["instances"], truth["cases"])
+    return JsonResponse(stored, status=200)
+
+
+simulator_truth = _receiver("simulator", IngestToken.SCOPE_METRICS_WRITE, _truth)
 
 
 def _digest(token: AuthenticatedToken, body: bytes) -> bytes:

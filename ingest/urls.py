@@ -7,4 +7,5 @@ urlpatterns = [
     path("v1/metrics", receivers.otlp_metrics, name="otlp_metrics"),
     path("v1/logs", receivers.otlp_logs, name="otlp_logs"),
     path("api/v1/logs/jsonl", receivers.jsonl_logs, name="jsonl_logs"),
+    path("api/v1/simulator/truth", receivers.simulator_truth, name="simulator_truth"),
 ]

@@ -118,7 +118,22 @@ def shared_labels(series: list[Series]) -> set[str]:
     return {k for k, v in first.items() if all(s.labels.get(k) == v for s in series[1:])}
 
 
-def charts_for(chart_defs, tr):
+def injected_cases(tr, node=None, instance=None, limit: int = 50):
+    """Simulator ground truth overlapping the time range, for the target (and, for a node,
+    the instances placed on it at the time)."""
+    from django.db.models import Q
+
+    from webapp.telemetry.models import InjectedCase
+
+    qs = InjectedCase.objects.filter(start__lt=tr.end, end__gt=tr.start)
+    if instance is not None:
+        qs = qs.filter(instance=instance)
+    elif node is not None:
+        qs = qs.filter(Q(node=node) | Q(instance__placements__node=node)).distinct()
+    return list(qs.select_related("node", "instance").order_by("-start")[:limit])
+
+
+def charts_for(chart_defs, tr, regions=None):
     """Run one range query for all charts' series and split the results per chart."""
     from webapp.dashboards.charts import ChartSpec, Line, time_series_figure
 
@@ -138,9 +153,23 @@ def charts_for(chart_defs, tr):
             )
             for s in series
         ]
-        spec = ChartSpec(title=title, unit=unit, lines=lines)
+        spec = ChartSpec(title=title, unit=unit, lines=lines, regions=list(regions or []))
         figures.append((metric, time_series_figure(spec, tr.start_ms, tr.end_ms)))
     return figures
+
+
+def case_regions(cases):
+    from webapp.dashboards.charts import Region
+
+    return [
+        Region(
+            int(c.start.timestamp() * 1000),
+            int(c.end.timestamp() * 1000),
+            f"injected {c.scenario}",
+            "anomaly" if c.kind == "anomaly" else "annotation",
+        )
+        for c in cases
+    ]
 
 
 def _nan_to_none(values: list[float]) -> list[float | None]:

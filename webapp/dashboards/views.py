@@ -14,6 +14,7 @@ from webapp.telemetry import query
 from webapp.telemetry.api import SEVERITY_FLOORS
 from webapp.telemetry.models import (
     IngestSource,
+    InjectedCase,
     Instance,
     LogRecord,
     LogTemplate,
@@ -83,6 +84,11 @@ def overview(request):
             "targets": ScrapeTarget.objects.all(),
             "errors": errors,
             "stale_after_minutes": int(fleet.STALE_AFTER.total_seconds() // 60),
+            "injected": InjectedCase.objects.filter(
+                end__gt=timezone.now() - timedelta(hours=6), start__lte=timezone.now()
+            )
+            .select_related("node", "instance")
+            .order_by("-start")[:20],
         },
     )
 
@@ -135,7 +141,8 @@ def node_detail(request, name: str):
     node.state = fleet.node_state(node)
     tr = timerange.from_request(request)
     chart_defs = fleet.key_metric_charts(Series.objects.filter(node=node, instance__isnull=True))
-    logs = query.search_logs(start=tr.start, end=tr.end, node_ids=[node.id], limit=100)
+    logs = query.search_logs(start=tr.start, end=tr.end, node_ids=[node.id], limit=50)
+    cases = fleet.injected_cases(tr, node=node)
     return _page(
         request,
         "dashboards/node_detail.html",
@@ -144,8 +151,11 @@ def node_detail(request, name: str):
             "tr": tr,
             "instances": node.instances.order_by("name"),
             "placements": Placement.objects.filter(node=node).select_related("instance")[:30],
-            "figures": fleet.charts_for(chart_defs, tr),
+            "figures": fleet.charts_for(
+                chart_defs, tr, fleet.case_regions(c for c in cases if c.level == "host")
+            ),
             "logs": logs,
+            "cases": cases,
         },
     )
 
@@ -155,7 +165,8 @@ def instance_detail(request, name: str):
     instance = get_object_or_404(Instance.objects.select_related("node"), name=name)
     tr = timerange.from_request(request)
     chart_defs = fleet.key_metric_charts(Series.objects.filter(instance=instance))
-    logs = query.search_logs(start=tr.start, end=tr.end, instance_ids=[instance.id], limit=100)
+    logs = query.search_logs(start=tr.start, end=tr.end, instance_ids=[instance.id], limit=50)
+    cases = fleet.injected_cases(tr, instance=instance)
     return _page(
         request,
         "dashboards/instance_detail.html",
@@ -163,8 +174,9 @@ def instance_detail(request, name: str):
             "instance": instance,
             "tr": tr,
             "placements": instance.placements.select_related("node")[:30],
-            "figures": fleet.charts_for(chart_defs, tr),
+            "figures": fleet.charts_for(chart_defs, tr, fleet.case_regions(cases)),
             "logs": logs,
+            "cases": cases,
         },
     )
 

@@ -236,3 +236,34 @@ class RollupDirtyRange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.start} – {self.end}"
+
+
+class InjectedCase(models.Model):
+    """Ground truth written by the fleet simulator: a scenario it injected, where and when.
+    Shown on pages as "injected" so a demo's problems can be found; never model input."""
+
+    KIND_ANOMALY, KIND_DECEPTIVE = "anomaly", "deceptive"
+
+    key = models.CharField(max_length=100, unique=True, help_text="run id and case id")
+    run = models.CharField(max_length=64, db_index=True)
+    kind = models.CharField(max_length=16)
+    scenario = models.CharField(max_length=64, db_index=True)
+    level = models.CharField(max_length=8, help_text="vm or host")
+    node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="injected_cases"
+    )
+    instance = models.ForeignKey(
+        Instance, null=True, blank=True, on_delete=models.SET_NULL, related_name="injected_cases"
+    )
+    start = models.DateTimeField(db_index=True)
+    end = models.DateTimeField(db_index=True)
+    intensity = models.FloatField(default=0.0)
+    variant = models.CharField(max_length=64, blank=True)
+    split = models.CharField(max_length=16, blank=True)
+    context = models.TextField(blank=True, help_text="for deceptive normals: what explains them")
+
+    class Meta:
+        ordering = ["-start"]
+
+    def __str__(self) -> str:
+        return f"{self.scenario} on {self.instance or self.node} at {self.start:%Y-%m-%d %H:%M}"

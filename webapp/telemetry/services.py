@@ -236,3 +236,53 @@ def apply_retention(now_ms: int | None = None) -> dict[str, int]:
         minute__lt=_dt(now_ms - 7 * DAY_MS)
     ).delete()[0]
     return removed
+
+
+# --- simulator ground truth ----------------------------------------------------------
+TRUTH_NODE_FIELDS = {"cluster", "rack", "hardware", "cpu_cores", "memory_bytes"}
+
+
+@transaction.atomic
+def record_ground_truth(
+    run: str, nodes: list[dict], instances: list[dict], cases: list[dict]
+) -> dict[str, int]:
+    """Store what a simulator run knows: node attributes, instance workloads and the cases
+    it injected (idempotent per ``run`` + case id). Input is validated by the caller."""
+    from webapp.telemetry.models import InjectedCase
+    from webapp.telemetry.writer import instance_ids_for, node_ids_for
+
+    node_ids = node_ids_for(
+        {n["name"] for n in nodes} | {c["node"] for c in cases if c.get("node")}
+    )
+    for n in nodes:
+        fields = {k: v for k, v in n.items() if k in TRUTH_NODE_FIELDS and v not in (None, "")}
+        if fields:
+            Node.objects.filter(pk=node_ids[n["name"]]).update(**fields)
+    instance_ids = instance_ids_for(
+        {i["name"] for i in instances} | {c["instance"] for c in cases if c.get("instance")}
+    )
+    for i in instances:
+        if i.get("workload"):
+            Instance.objects.filter(pk=instance_ids[i["name"]]).update(workload=i["workload"])
+    existing = set(InjectedCase.objects.filter(run=run).values_list("key", flat=True))
+    new = [
+        InjectedCase(
+            key=f"{run}:{c['case_id']}",
+            run=run,
+            kind=c["kind"],
+            scenario=c["scenario"],
+            level=c.get("level", ""),
+            node_id=node_ids.get(c.get("node")) if c.get("node") else None,
+            instance_id=instance_ids.get(c.get("instance")) if c.get("instance") else None,
+            start=_dt(int(c["start"]) * 1000),
+            end=_dt(int(c["end"]) * 1000),
+            intensity=float(c.get("intensity", 0.0)),
+            variant=str(c.get("variant", ""))[:64],
+            split=str(c.get("split", ""))[:16],
+            context=str(c.get("context", "")),
+        )
+        for c in cases
+        if f"{run}:{c['case_id']}" not in existing
+    ]
+    InjectedCase.objects.bulk_create(new, ignore_conflicts=True)
+    return {"nodes": len(nodes), "instances": len(instances), "cases": len(new)}

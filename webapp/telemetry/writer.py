@@ -127,6 +127,7 @@ def _register_series(new: list[tuple[int, SeriesSamples]]) -> int:
         rows.append((sid, s.metric, labels, *identity.target_names(labels)))
     node_map = node_ids_for({r[3] for r in rows if r[3]})
     instance_map = instance_ids_for({r[4] for r in rows if r[4]})
+    _fill_attributes_from_labels(rows, node_map, instance_map)
     objects = [
         Series(
             id=sid,
@@ -153,6 +154,26 @@ def _register_series(new: list[tuple[int, SeriesSamples]]) -> int:
         if o.node_id:
             ingest_stats.series_node[o.id] = o.node_id
     return len(objects) - len(before)
+
+
+def _fill_attributes_from_labels(rows, node_map, instance_map) -> None:
+    """Exporters often label series with cluster, rack and workload; fill those node and
+    instance attributes when they are still empty (an admin's edit is never overwritten)."""
+    node_attrs: dict[int, dict[str, str]] = {}
+    workloads: dict[int, str] = {}
+    for _, _, labels, node, vm in rows:
+        if node:
+            attrs = node_attrs.setdefault(node_map[node], {})
+            for field in ("cluster", "rack"):
+                if labels.get(field):
+                    attrs.setdefault(field, labels[field][:100])
+        if vm and labels.get("workload"):
+            workloads.setdefault(instance_map[vm], labels["workload"][:100])
+    for node_id, attrs in node_attrs.items():
+        for field, value in attrs.items():
+            Node.objects.filter(pk=node_id, **{field: ""}).update(**{field: value})
+    for instance_id, workload in workloads.items():
+        Instance.objects.filter(pk=instance_id, workload="").update(workload=workload)
 
 
 def series_ids_for(batch: MetricBatch) -> tuple[list[int], int]:

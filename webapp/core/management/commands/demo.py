@@ -6,6 +6,7 @@ reuses the database and the admin user.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -23,6 +24,10 @@ from webapp.core import services
 from webapp.core.models import IngestToken
 
 DEMO_TOKEN_NAME = "demo-feed"  # noqa: S105 - a name, not a secret
+# The demo fleet: small enough for SQLite on two cores, big enough to have neighbours,
+# scenarios and deceptive normals every hour.
+DEMO_FLEET = {"seed": 7, "nodes": 8, "hours": 24 * 30}
+BACKFILL_HOURS = 6
 
 
 class Command(BaseCommand):
@@ -43,7 +48,7 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def handle(self, *args, **options):
-        total = 4 if options["bootstrap_only"] else 5
+        total = 5 if options["bootstrap_only"] else 6
         started = time.monotonic()
         self.step(1, total, f"migrating the database ({settings.DATABASES['default']['NAME']})")
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
@@ -72,16 +77,64 @@ class Command(BaseCommand):
         self.step(4, total, "task queue folders")
         for folder in ("queue", "processed"):
             (Path(settings.VAR_DIR) / "celery" / folder).mkdir(parents=True, exist_ok=True)
+
+        self.step(5, total, "simulated fleet (its injected scenarios are labeled ground truth)")
+        self.simulation = self.prepare_simulation(options)
         self.stdout.write(f"    bootstrap done in {time.monotonic() - started:.1f} s")
         if options["bootstrap_only"]:
             return
 
-        self.step(
-            5,
-            total,
-            f"starting web, worker, beat and feeders on http://{options['host']}:{options['port']}",
-        )
+        where = f"http://{options['host']}:{options['port']}"
+        self.step(6, total, f"starting web, worker, beat, agent and simulator on {where}")
         self.run_processes(options, token)
+
+    def prepare_simulation(self, options) -> dict:
+        """The demo fleet's config (kept in var/ so restarts continue the same fleet) and,
+        on the first run, a few hours of history written straight into the store."""
+        from ingest.simulator import SimConfig, Simulator
+        from ingest.simulator.live import LiveStreamer
+        from webapp.telemetry.simulation import backfill
+
+        var = Path(settings.VAR_DIR)
+        config_file = var / "demo-simulation.json"
+        resume_file = var / "demo-simulation-resume.json"
+        now = int(time.time())
+        config = json.loads(config_file.read_text()) if config_file.is_file() else None
+        if config is None or now > config["start"] + config["hours"] * 3600 - 3600:
+            start = (now - BACKFILL_HOURS * 3600) // 3600 * 3600
+            config = {**DEMO_FLEET, "start": start}
+            config_file.write_text(json.dumps(config))
+            resume_file.unlink(missing_ok=True)
+        config["resume_file"] = str(resume_file)
+        if resume_file.is_file() or options["no_feed"]:
+            self.stdout.write(
+                f"    continuing fleet seed {config['seed']} ({config['nodes']} nodes)"
+            )
+            return config
+        sim = Simulator(
+            SimConfig(
+                seed=config["seed"],
+                n_nodes=config["nodes"],
+                start=config["start"],
+                hours=config["hours"],
+            )
+        )
+        hours = (now - config["start"]) / 3600
+        self.stdout.write(f"    writing the last {hours:.1f} h of {config['nodes']} nodes")
+
+        def progress(done: int, total: int) -> None:
+            self.stdout.write(f"\r    history: {100 * done // max(1, total)} % ", ending="")
+            self.stdout.flush()
+
+        summary = backfill(sim, progress=progress)
+        self.stdout.write(
+            f"\n    {summary.samples} samples, {summary.log_lines} log lines and"
+            f" {summary.cases} labeled cases in {summary.seconds:.0f} s"
+        )
+        if summary.last_ts is not None:
+            run_id = LiveStreamer(sim, "http://unused", "").run_id
+            resume_file.write_text(json.dumps({"run": run_id, "last_ts": summary.last_ts}))
+        return config
 
     def rotate_demo_token(self) -> str:
         for old in IngestToken.objects.filter(name=DEMO_TOKEN_NAME, revoked_at__isnull=True):
@@ -147,6 +200,18 @@ class Command(BaseCommand):
             for path in tailed:
                 argv += ["--log-file", str(path)]
             procs.append(("agent", argv))
+            sim = self.simulation
+            procs.append(
+                (
+                    "simulator",
+                    [
+                        python, "manage.py", "simulate", "--live", "--server", f"http://{bind}",
+                        "--token", token, "--seed", str(sim["seed"]), "--nodes", str(sim["nodes"]),
+                        "--start", str(sim["start"]), "--hours", str(sim["hours"]),
+                        "--catch-up-hours", "1", "--resume-file", sim["resume_file"],
+                    ],
+                )
+            )  # fmt: skip
         return procs
 
     def run_processes(self, options, token: str) -> None:
