@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "webapp.core",
     "webapp.telemetry",
+    "webapp.detection",
+    "webapp.mitigation",
     "webapp.dashboards",
 ]
 

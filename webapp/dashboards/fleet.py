@@ -50,11 +50,41 @@ def available_states() -> tuple[str, ...]:
     return tuple(s for s in ALL_STATES if s not in STATE_APPS or apps.is_installed(STATE_APPS[s]))
 
 
-def node_state(node: Node, now=None) -> str:
+def node_state(node: Node, now=None, anomalous=(), unhealthy=()) -> str:
+    """Worst first: unhealthy (open event), no data, anomalous (open anomaly on the node or
+    one of its instances), healthy."""
     now = now or timezone.now()
+    if node.pk in unhealthy:
+        return "unhealthy"
     if node.last_seen is None or now - node.last_seen > STALE_AFTER:
         return "nodata"
+    if node.pk in anomalous:
+        return "anomalous"
     return "healthy"
+
+
+def problem_node_ids() -> tuple[set[int], set[int]]:
+    """(nodes with an open anomaly, nodes with an open unhealthy event), two queries for
+    the whole fleet so list pages do not query per node."""
+    from webapp.detection.models import Anomaly
+    from webapp.mitigation.models import UnhealthyEvent
+
+    anomalous = set(
+        Anomaly.objects.filter(status=Anomaly.OPEN, node__isnull=False).values_list(
+            "node_id", flat=True
+        )
+    )
+    anomalous |= set(
+        Anomaly.objects.filter(status=Anomaly.OPEN, instance__node__isnull=False).values_list(
+            "instance__node_id", flat=True
+        )
+    )
+    unhealthy = set(
+        UnhealthyEvent.objects.exclude(status=UnhealthyEvent.CLOSED).values_list(
+            "node_id", flat=True
+        )
+    )
+    return anomalous, unhealthy
 
 
 def nodes_with_state(queryset=None):
@@ -64,8 +94,9 @@ def nodes_with_state(queryset=None):
             instance_count=Count("instances", distinct=True)
         )
     )
+    anomalous, unhealthy = problem_node_ids()
     for node in nodes:
-        node.state = node_state(node, now)
+        node.state = node_state(node, now, anomalous, unhealthy)
     return nodes
 
 

@@ -138,7 +138,7 @@ def node_list(request):
 @roles.require_role(roles.VIEWER)
 def node_detail(request, name: str):
     node = get_object_or_404(Node, name=name)
-    node.state = fleet.node_state(node)
+    node.state = fleet.node_state(node, None, *fleet.problem_node_ids())
     tr = timerange.from_request(request)
     chart_defs = fleet.key_metric_charts(Series.objects.filter(node=node, instance__isnull=True))
     logs = query.search_logs(start=tr.start, end=tr.end, node_ids=[node.id], limit=50)
