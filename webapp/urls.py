@@ -8,6 +8,7 @@ urlpatterns = [
     path("", include("webapp.core.urls")),
     path("", include("ingest.urls")),
     path("", include("webapp.telemetry.urls")),
+    path("", include("webapp.detection.urls")),
     path("", include("webapp.dashboards.urls")),
     path("admin/", admin.site.urls),
 ]

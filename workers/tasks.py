@@ -26,6 +26,13 @@ def flush_ingest_stats() -> None:
     ingest_stats.flush()
 
 
+@shared_task(name="detection.train_model", acks_late=True)
+def train_model(version_id: int) -> None:
+    from webapp.detection.versions import run_training
+
+    run_training(version_id)
+
+
 @shared_task(name="ingest.scrape_due")
 def scrape_due() -> int:
     from ingest.scraper import scrape_due_targets

@@ -1,7 +1,12 @@
-// Renders every [data-figure] element from the JSON figure embedded next to it, and
-// turns a zoom on any chart into the page's time range (kept in the URL).
+// Renders every [data-figure] element from the JSON figure embedded next to it, turns a
+// zoom on a time chart into the page's time range (kept in the URL), shows times in UTC or
+// the browser's zone, and refreshes the page on the chosen interval while it is visible.
 (function () {
   "use strict";
+  var LOCAL = localStorage.getItem("telltale-tz") === "local";
+  // Plotly draws epoch-ms date axes in UTC; shifting by the zone offset shows local time.
+  var OFFSET = LOCAL ? -new Date().getTimezoneOffset() * 60000 : 0;
+
   function themed(layout) {
     var css = getComputedStyle(document.documentElement);
     var text = css.getPropertyValue("--text").trim() || "#1f2328";
@@ -14,6 +19,24 @@
     });
     return layout;
   }
+
+  function isTimeAxis(layout) {
+    return layout.xaxis && layout.xaxis.type === "date";
+  }
+
+  function shift(figure) {
+    if (!OFFSET || !isTimeAxis(figure.layout)) return;
+    figure.data.forEach(function (trace) {
+      if (Array.isArray(trace.x)) trace.x = trace.x.map(function (x) { return typeof x === "number" ? x + OFFSET : x; });
+    });
+    var range = figure.layout.xaxis.range;
+    if (range) figure.layout.xaxis.range = range.map(function (x) { return x + OFFSET; });
+    (figure.layout.shapes || []).forEach(function (s) {
+      if (s.xref === "x") { s.x0 += OFFSET; s.x1 += OFFSET; }
+    });
+    figure.layout.xaxis.title = { text: "local time" };
+  }
+
   function render(el) {
     var source = document.getElementById(el.getAttribute("data-figure"));
     if (!source) return;
@@ -24,19 +47,40 @@
         "no data in this time range.";
       return;
     }
+    shift(figure);
     Plotly.newPlot(el, figure.data, themed(figure.layout), { displaylogo: false, responsive: true });
+    if (!isTimeAxis(figure.layout)) return;
     el.on("plotly_relayout", function (ev) {
       var a = ev["xaxis.range[0]"], b = ev["xaxis.range[1]"];
       if (!a || !b || el.hasAttribute("data-no-zoom-nav")) return;
       var url = new URL(window.location.href);
       url.searchParams.delete("range");
-      url.searchParams.set("from", (Date.parse(a.replace(" ", "T") + "Z") / 1000).toFixed(3));
-      url.searchParams.set("to", (Date.parse(b.replace(" ", "T") + "Z") / 1000).toFixed(3));
+      url.searchParams.set("from", ((Date.parse(a.replace(" ", "T") + "Z") - OFFSET) / 1000).toFixed(3));
+      url.searchParams.set("to", ((Date.parse(b.replace(" ", "T") + "Z") - OFFSET) / 1000).toFixed(3));
       window.location.assign(url.toString());
     });
   }
+
   document.querySelectorAll("[data-figure]").forEach(render);
   document.querySelectorAll("[data-autosubmit]").forEach(function (el) {
     el.addEventListener("change", function () { if (el.form) el.form.submit(); });
   });
+  document.querySelectorAll("[data-tz-toggle]").forEach(function (button) {
+    button.textContent = LOCAL ? "Times: local" : "Times: UTC";
+    button.setAttribute("aria-pressed", LOCAL ? "true" : "false");
+    button.addEventListener("click", function () {
+      localStorage.setItem("telltale-tz", LOCAL ? "utc" : "local");
+      window.location.reload();
+    });
+  });
+
+  // Auto-refresh: ?refresh=30 reloads every 30 s, but never while the tab is hidden.
+  var seconds = parseInt(new URL(window.location.href).searchParams.get("refresh") || "0", 10);
+  if (seconds > 0) {
+    var due = Date.now() + seconds * 1000;
+    setInterval(function () {
+      if (document.hidden) { due = Date.now() + seconds * 1000; return; }
+      if (Date.now() >= due) window.location.reload();
+    }, 1000);
+  }
 })();

@@ -14,6 +14,7 @@ NAVIGATION = (
     ("Overview", "overview"),
     ("Nodes", "node_list"),
     ("Explore", "explore"),
+    ("Dashboards", "dashboard_list"),
     ("Anomalies", "anomaly_list"),
     ("Interference", "interference"),
     ("Mitigation", "mitigation"),
@@ -22,6 +23,8 @@ NAVIGATION = (
     ("Models", "model_list"),
     ("Settings", "settings"),
 )
+
+REFRESH_CHOICES = (("", "off"), ("30", "30 s"), ("60", "1 min"), ("300", "5 min"))
 
 _resolved: list[tuple[str, str, str]] | None = None
 
@@ -53,4 +56,8 @@ def navigation(request):
         }
         for label, name, url in _entries()
     ]
-    return {"nav_items": items, "user_role": roles.role_of(request.user)}
+    return {
+        "nav_items": items,
+        "user_role": roles.role_of(request.user),
+        "refresh_choices": REFRESH_CHOICES,
+    }

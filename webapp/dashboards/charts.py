@@ -160,3 +160,48 @@ def bar_figure(
             "meta": {"empty": not any(any(v) for v in series.values())},
         },
     }
+
+
+def panel_figure(spec: ChartSpec, kind: str, start_ms: int, end_ms: int) -> dict:
+    """A custom dashboard panel: line, area, bar (per bucket) or stat (latest value)."""
+    if kind == "stat":
+        latest = [
+            next((v for v in reversed(line.values) if v is not None), None) for line in spec.lines
+        ]
+        values = [v for v in latest if v is not None]
+        number = values[0] if len(values) == 1 else (sum(values) if values else None)
+        fmt = UNITS.get(spec.unit, UNITS[""])
+        return {
+            "data": [
+                {
+                    "type": "indicator",
+                    "mode": "number",
+                    "value": number,
+                    "number": {
+                        "valueformat": fmt.get("hoverformat", ".4~g"),
+                        "suffix": fmt.get("ticksuffix", ""),
+                    },
+                }
+            ],
+            "layout": {
+                "title": {
+                    "text": spec.title + (" (sum)" if len(values) > 1 else ""),
+                    "font": {"size": 13},
+                },
+                "height": 160,
+                "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+                "meta": {"empty": number is None},
+            },
+        }
+    figure = time_series_figure(spec, start_ms, end_ms)
+    for trace in figure["data"]:
+        if kind == "area":
+            trace["fill"] = "tozeroy"
+        elif kind == "bar":
+            trace.update({"type": "bar", "mode": None})
+            trace.pop("mode")
+            trace.pop("connectgaps", None)
+            trace.pop("line", None)
+    if kind == "bar":
+        figure["layout"]["barmode"] = "group"
+    return figure

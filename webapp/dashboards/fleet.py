@@ -107,12 +107,20 @@ def state_counts(nodes) -> list[tuple[str, str, int]]:
     return [(key, STATE_LABELS[key], counts[key]) for key in available_states()]
 
 
-def key_metric_charts(series_qs) -> list[tuple[str, str, str, list[Series]]]:
-    """(metric, title, unit, series) for the charts of a node or instance page."""
+def key_metric_charts(
+    series_qs, prefer: list[str] = ()
+) -> list[tuple[str, str, str, list[Series]]]:
+    """(metric, title, unit, series) for the charts of a node or instance page; metrics in
+    ``prefer`` (e.g. an anomaly's top attribution) come first."""
     by_metric: dict[str, list[Series]] = defaultdict(list)
     for s in series_qs.order_by("metric", "id"):
         by_metric[s.metric].append(s)
     charts = []
+    titles = {metric: (title, unit) for metric, title, unit in KEY_METRICS}
+    for metric in prefer:
+        if metric in by_metric and len(charts) < MAX_CHARTS:
+            title, unit = titles.get(metric, (metric, _guess_unit(metric)))
+            charts.append((metric, title, unit, by_metric.pop(metric)[:MAX_LINES_PER_CHART]))
     for metric, title, unit in KEY_METRICS:
         if metric in by_metric and len(charts) < MAX_CHARTS:
             charts.append((metric, title, unit, by_metric.pop(metric)[:MAX_LINES_PER_CHART]))

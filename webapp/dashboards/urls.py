@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.dashboards import views
+from webapp.dashboards import dashboard_views, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -8,4 +8,11 @@ urlpatterns = [
     path("nodes/<str:name>/", views.node_detail, name="node_detail"),
     path("instances/<str:name>/", views.instance_detail, name="instance_detail"),
     path("explore/", views.explore, name="explore"),
+    path("dashboards/", dashboard_views.dashboard_list, name="dashboard_list"),
+    path("dashboards/new/", dashboard_views.dashboard_create, name="dashboard_create"),
+    path("dashboards/<slug:slug>/", dashboard_views.dashboard_view, name="dashboard_view"),
+    path("dashboards/<slug:slug>/edit/", dashboard_views.dashboard_edit, name="dashboard_edit"),
+    path(
+        "dashboards/<slug:slug>/delete", dashboard_views.dashboard_delete, name="dashboard_delete"
+    ),
 ]

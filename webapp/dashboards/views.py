@@ -65,7 +65,7 @@ def overview(request):
     since = timezone.now() - timedelta(hours=1)
     errors = (
         LogRecord.objects.filter(ts__gte=since, severity__gte=SEVERITY_ERROR)
-        .select_related("node", "instance")
+        .select_related("node", "instance", "template")
         .order_by("-ts")[:15]
     )
     return _page(

@@ -1,0 +1,126 @@
+"""Pages render real data, explain empty states, and do not query per node."""
+
+from __future__ import annotations
+
+import time
+
+import plotly.graph_objects as go
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from ingest.types import LogBatch, LogEntry, MetricBatch
+from tests.conftest import series_samples
+from webapp.dashboards import charts
+from webapp.telemetry import writer
+from webapp.telemetry.stats import ingest_stats
+
+NOW = int(time.time() * 1000) // 1000 * 1000
+
+
+def fleet(n_nodes: int, vms_per_node: int = 2) -> None:
+    series, entries = [], []
+    for n in range(n_nodes):
+        node = f"node-{n:02d}"
+        labels = {"node": node, "cluster": "eu1", "rack": f"r{n % 3}"}
+        points = [(NOW - 600_000 + i * 15_000, 0.1 * n + i / 100) for i in range(40)]
+        series.append(series_samples("host_cpu_utilization_ratio", labels, points))
+        for v in range(vms_per_node):
+            vm = {**labels, "vm": f"vm-{n:02d}-{v}", "workload": "oltp-db"}
+            series.append(series_samples("vm_cpu_utilization_ratio", vm, points))
+        entries.append(
+            LogEntry(ts_ns=time.time_ns(), message=f"disk error on {node}", severity=17, node=node)
+        )
+    writer.write_metrics(MetricBatch(series=series), source="test", client="t")
+    writer.write_logs(
+        LogBatch(entries=entries), source="test", client="t", batch_digest=str(n_nodes).encode()
+    )
+    ingest_stats.flush()
+
+
+@pytest.mark.parametrize(
+    "page", ["overview", "node_list", "explore", "dashboard_list", "anomaly_list", "model_list"]
+)
+def test_empty_pages_explain_themselves(viewer_client, page, store):
+    response = viewer_client.get(reverse(page))
+    assert response.status_code == 200
+
+
+def test_overview_shows_nodes_states_and_errors(viewer_client, store):
+    fleet(3)
+    body = viewer_client.get(reverse("overview")).content.decode()
+    assert "node-00" in body and "node-02" in body
+    assert "disk error on node-01" in body
+    assert "Healthy" in body and "No data" in body
+
+
+def test_node_and_instance_pages_chart_their_metrics(viewer_client, store):
+    fleet(1)
+    response = viewer_client.get(reverse("node_detail", args=["node-00"]))
+    assert response.status_code == 200
+    figures = dict(response.context["figures"])
+    assert "host_cpu_utilization_ratio" in figures
+    go.Figure(figures["host_cpu_utilization_ratio"])  # a valid plotly figure
+    assert "vm-00-0" in response.content.decode()
+    response = viewer_client.get(reverse("instance_detail", args=["vm-00-0"]))
+    assert "vm_cpu_utilization_ratio" in dict(response.context["figures"])
+
+
+def test_node_list_filters(viewer_client, store):
+    fleet(4)
+
+    def names(**query):
+        page = viewer_client.get(reverse("node_list"), query).context["page"]
+        return sorted(n.name for n in page)
+
+    assert names(rack="r1") == ["node-01"]
+    assert names(q="node-0") == ["node-00", "node-01", "node-02", "node-03"]
+    assert names(state="healthy") == ["node-00", "node-01", "node-02", "node-03"]
+    assert names(state="nodata") == []
+
+
+def test_explore_plots_a_selector_and_searches_logs(viewer_client, store):
+    fleet(2)
+    response = viewer_client.get(
+        reverse("explore"), {"q": 'vm_cpu_utilization_ratio{node="node-01"}', "agg": "max"}
+    )
+    assert response.context["series_count"] == 2 and response.context["error"] is None
+    go.Figure(response.context["figure"])
+    bad = viewer_client.get(reverse("explore"), {"q": "rate(x[5m])"})
+    assert "only plain series selectors" in bad.context["error"]
+    logs = viewer_client.get(
+        reverse("explore"), {"logs": 1, "logq": "disk error", "severity": "error"}
+    ).context["logs"]
+    assert len(logs) == 2
+
+
+@pytest.mark.parametrize(
+    "page, args", [("overview", []), ("node_list", []), ("node_detail", ["node-00"])]
+)
+def test_query_count_does_not_grow_with_the_fleet(viewer_client, store, page, args):
+    fleet(2)
+    viewer_client.get(reverse(page, args=args))  # warm caches (sessions, templates)
+    with CaptureQueriesContext(connection) as small:
+        viewer_client.get(reverse(page, args=args))
+    fleet(12)
+    with CaptureQueriesContext(connection) as large:
+        viewer_client.get(reverse(page, args=args))
+    assert len(large) == len(small), [q["sql"][:120] for q in large.captured_queries]
+
+
+def test_charts_downsample_keeping_extremes():
+    ts = list(range(10_000))
+    values = [0.0] * 10_000
+    values[5_000] = 99.0
+    t2, v2 = charts.downsample(ts, values, limit=1000)
+    assert len(t2) <= 1000 and 99.0 in v2
+    figure = charts.time_series_figure(
+        charts.ChartSpec(
+            "x", "ratio", [charts.Line("a", ts, values)], [charts.Region(1, 2, "r")], [(0.5, "t")]
+        ),
+        0,
+        10_000,
+    )
+    go.Figure(figure)
+    assert len(figure["data"][0]["x"]) <= charts.MAX_POINTS_PER_LINE

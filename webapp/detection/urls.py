@@ -1,0 +1,15 @@
+from django.urls import path
+
+from webapp.detection import anomaly_views, views
+
+urlpatterns = [
+    path("anomalies/", anomaly_views.anomaly_list, name="anomaly_list"),
+    path("anomalies/<int:anomaly_id>/", anomaly_views.anomaly_detail, name="anomaly_detail"),
+    path("anomalies/<int:anomaly_id>/label", anomaly_views.anomaly_label, name="anomaly_label"),
+    path("models/", views.model_list, name="model_list"),
+    path("models/<int:version_id>/", views.model_detail, name="model_detail"),
+    path("models/train/<str:kind>", views.model_train, name="model_train"),
+    path("models/<int:version_id>/promote", views.model_promote, name="model_promote"),
+    path("models/rollback/<str:kind>", views.model_rollback, name="model_rollback"),
+    path("api/models/<int:version_id>/progress", views.model_progress, name="model_progress"),
+]

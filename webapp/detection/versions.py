@@ -1,0 +1,158 @@
+"""The lifecycle of a model version, shared by every kind of model: create, train (with
+progress), compare with the promoted version, promote, roll back. Kinds register a
+trainer in ``webapp.detection.training``."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from webapp.core.services import audit
+from webapp.detection.models import ModelVersion
+
+log = logging.getLogger(__name__)
+
+
+def artefact_root() -> Path:
+    return Path(settings.VAR_DIR) / "models"
+
+
+@transaction.atomic
+def create_version(kind: str, config: dict | None = None, actor=None) -> ModelVersion:
+    if kind not in dict(ModelVersion.KINDS):
+        raise ValueError(f"unknown model kind {kind!r}")
+    # Lock the kind's rows so two requests never take the same version number.
+    last = (
+        ModelVersion.objects.select_for_update().filter(kind=kind).aggregate(m=Max("version"))["m"]
+        or 0
+    )
+    version = ModelVersion.objects.create(
+        kind=kind,
+        version=last + 1,
+        config=config or {},
+        created_by=actor if getattr(actor, "pk", None) else None,
+        artefact_path=str(artefact_root() / kind / f"v{last + 1}"),
+    )
+    audit(actor, "model.training_requested", f"{kind} v{version.version}")
+    return version
+
+
+def promoted(kind: str) -> ModelVersion | None:
+    return ModelVersion.objects.filter(kind=kind, status=ModelVersion.PROMOTED).first()
+
+
+def report_progress(version_id: int, **progress) -> None:
+    """Called by trainers (from the worker) with e.g. epoch, epochs, loss, message."""
+    ModelVersion.objects.filter(pk=version_id).update(progress=progress)
+
+
+def run_training(version_id: int) -> ModelVersion:
+    """Train one version; idempotent for a version that already finished."""
+    from webapp.detection.training import TRAINERS
+
+    version = ModelVersion.objects.get(pk=version_id)
+    if version.training_state in (ModelVersion.SUCCEEDED, ModelVersion.FAILED):
+        return version
+    version.training_state = ModelVersion.RUNNING
+    version.started_at = timezone.now()
+    version.save(update_fields=["training_state", "started_at"])
+    try:
+        outcome = TRAINERS[version.kind](version)
+    except Exception as exc:  # the failure is the version's state; the worker keeps running
+        log.exception("training %s failed", version)
+        version.training_state = ModelVersion.FAILED
+        version.error = "".join(traceback.format_exception_only(exc)).strip()[:4000]
+        version.finished_at = timezone.now()
+        version.save(update_fields=["training_state", "error", "finished_at"])
+        return version
+    version.training_state = ModelVersion.SUCCEEDED
+    version.metrics = outcome.get("metrics", {})
+    version.comparison = outcome.get("comparison", {})
+    version.data_hash = outcome.get("data_hash", "")[:64]
+    version.label_count = outcome.get("label_count", 0)
+    version.config = {**version.config, **outcome.get("config", {})}
+    version.finished_at = timezone.now()
+    version.save(
+        update_fields=[
+            "training_state",
+            "metrics",
+            "comparison",
+            "data_hash",
+            "label_count",
+            "config",
+            "finished_at",
+        ]
+    )
+    if outcome.get("promote_if_first") and promoted(version.kind) is None:
+        promote(version, actor=None, reason="first model of its kind")
+    return version
+
+
+@transaction.atomic
+def promote(version: ModelVersion, actor=None, reason: str = "") -> ModelVersion:
+    if version.training_state != ModelVersion.SUCCEEDED:
+        raise ValueError("only a successfully trained version can be promoted")
+    current = (
+        ModelVersion.objects.select_for_update()
+        .filter(kind=version.kind, status=ModelVersion.PROMOTED)
+        .exclude(pk=version.pk)
+        .first()
+    )
+    if current is not None:
+        current.status = ModelVersion.RETIRED
+        current.save(update_fields=["status"])
+    version.status = ModelVersion.PROMOTED
+    version.promoted_at = timezone.now()
+    version.promoted_by = actor if getattr(actor, "pk", None) else None
+    version.save(update_fields=["status", "promoted_at", "promoted_by"])
+    audit(
+        actor,
+        "model.promoted",
+        f"{version.kind} v{version.version}",
+        replaced=current.version if current else None,
+        reason=reason,
+    )
+    _forget_loaded(version.kind)
+    return version
+
+
+@transaction.atomic
+def rollback(kind: str, actor=None) -> ModelVersion:
+    """Re-promote the most recently retired version of ``kind``."""
+    previous = (
+        ModelVersion.objects.filter(
+            kind=kind, status=ModelVersion.RETIRED, training_state=ModelVersion.SUCCEEDED
+        )
+        .order_by("-promoted_at", "-version")
+        .first()
+    )
+    if previous is None:
+        raise ValueError(f"no earlier {kind} version to roll back to")
+    return promote(previous, actor=actor, reason="rollback")
+
+
+_loaded: dict[tuple[str, int], object] = {}
+
+
+def load_promoted(kind: str, loader):
+    """The promoted version and its loaded model, cached per process until a promotion."""
+    version = promoted(kind)
+    if version is None:
+        return None, None
+    key = (kind, version.pk)
+    if key not in _loaded:
+        for stale in [k for k in _loaded if k[0] == kind]:
+            _loaded.pop(stale)
+        _loaded[key] = loader(version.artefact_path)
+    return version, _loaded[key]
+
+
+def _forget_loaded(kind: str) -> None:
+    for key in [k for k in _loaded if k[0] == kind]:
+        _loaded.pop(key)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from webapp.core import roles
+from webapp.detection import versions
+from webapp.detection.models import ModelVersion
+
+
+@roles.require_role(roles.VIEWER)
+def model_list(request):
+    rows = list(ModelVersion.objects.select_related("created_by", "promoted_by"))
+    kinds = [
+        {
+            "kind": kind,
+            "versions": [v for v in rows if v.kind == kind],
+            "promoted": next((v for v in rows if v.kind == kind and v.status == "promoted"), None),
+        }
+        for kind, _ in ModelVersion.KINDS
+    ]
+    return render(
+        request,
+        "detection/models.html",
+        {"kinds": kinds, "is_admin": roles.has_role(request.user, roles.ADMIN)},
+    )
+
+
+@roles.require_role(roles.VIEWER)
+def model_detail(request, version_id: int):
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    return render(
+        request,
+        "detection/model_detail.html",
+        {
+            "v": version,
+            "promoted": versions.promoted(version.kind),
+            "is_admin": roles.has_role(request.user, roles.ADMIN),
+        },
+    )
+
+
+@roles.require_role(roles.VIEWER)
+@require_GET
+def model_progress(request, version_id: int):
+    v = get_object_or_404(ModelVersion, pk=version_id)
+    return JsonResponse(
+        {"state": v.training_state, "progress": v.progress, "error": v.error, "status": v.status}
+    )
+
+
+@roles.require_role(roles.ADMIN)
+@require_POST
+def model_train(request, kind: str):
+    from workers.tasks import train_model
+
+    if kind not in dict(ModelVersion.KINDS):
+        messages.error(request, f"Unknown model kind {kind!r}.")
+        return redirect("model_list")
+    version = versions.create_version(kind, actor=request.user)
+    train_model.delay(version.pk)
+    messages.success(request, f"Training {kind} v{version.version} queued; progress shows below.")
+    return redirect("model_detail", version_id=version.pk)
+
+
+@roles.require_role(roles.ADMIN)
+@require_POST
+def model_promote(request, version_id: int):
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    try:
+        versions.promote(version, actor=request.user, reason=request.POST.get("reason", ""))
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{version.kind} v{version.version} is now the promoted model.")
+    return redirect("model_detail", version_id=version.pk)
+
+
+@roles.require_role(roles.ADMIN)
+@require_POST
+def model_rollback(request, kind: str):
+    try:
+        version = versions.rollback(kind, actor=request.user)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect("model_list")
+    messages.success(request, f"Rolled back: {kind} v{version.version} is promoted again.")
+    return redirect("model_list")
