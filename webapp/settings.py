@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "webapp.telemetry",
     "webapp.detection",
     "webapp.mitigation",
+    "webapp.incidents",
     "webapp.dashboards",
 ]
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("ingest.urls")),
     path("", include("webapp.telemetry.urls")),
     path("", include("webapp.detection.urls")),
+    path("", include("webapp.incidents.urls")),
     path("", include("webapp.dashboards.urls")),
     path("admin/", admin.site.urls),
 ]

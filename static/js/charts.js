@@ -53,13 +53,52 @@
     el.on("plotly_relayout", function (ev) {
       var a = ev["xaxis.range[0]"], b = ev["xaxis.range[1]"];
       if (!a || !b || el.hasAttribute("data-no-zoom-nav")) return;
+      var from = Date.parse(a.replace(" ", "T") + "Z") - OFFSET;
+      var to = Date.parse(b.replace(" ", "T") + "Z") - OFFSET;
+      if (annotating) { annotate(el, from, to); return; }
       var url = new URL(window.location.href);
       url.searchParams.delete("range");
-      url.searchParams.set("from", ((Date.parse(a.replace(" ", "T") + "Z") - OFFSET) / 1000).toFixed(3));
-      url.searchParams.set("to", ((Date.parse(b.replace(" ", "T") + "Z") - OFFSET) / 1000).toFixed(3));
+      url.searchParams.set("from", (from / 1000).toFixed(3));
+      url.searchParams.set("to", (to / 1000).toFixed(3));
       window.location.assign(url.toString());
     });
   }
+
+  // Annotating: with the toggle on, dragging across a time chart marks that region.
+  var annotating = false;
+  function csrfToken() {
+    var match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+  function annotate(el, from, to) {
+    var scope = el.closest("[data-annotate]");
+    var text = window.prompt("Annotation for " + new Date(from).toISOString().slice(0, 16) + " – " +
+      new Date(to).toISOString().slice(11, 16) + " UTC:");
+    if (!text) { window.location.reload(); return; }
+    var body = { time: Math.round(from), timeEnd: Math.round(to), text: text, tags: ["ui"] };
+    if (scope) {
+      ["node", "instance", "incident"].forEach(function (key) {
+        var value = scope.getAttribute("data-annotate-" + key);
+        if (value) body[key] = key === "incident" ? parseInt(value, 10) : value;
+      });
+    }
+    fetch("/api/annotations", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body)
+    }).then(function (response) {
+      if (response.ok) { window.location.reload(); return; }
+      return response.json().then(function (data) { window.alert(data.message || "The annotation was refused."); });
+    });
+  }
+  document.querySelectorAll("[data-annotate-toggle]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      annotating = !annotating;
+      button.setAttribute("aria-pressed", annotating ? "true" : "false");
+      button.textContent = annotating ? "Drag across a chart to annotate (click to stop)" : "Annotate";
+    });
+  });
 
   document.querySelectorAll("[data-figure]").forEach(render);
   document.querySelectorAll("[data-autosubmit]").forEach(function (el) {

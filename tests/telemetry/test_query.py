@@ -148,3 +148,14 @@ def test_log_search_filters(db):
     template = query.search_logs(start=start, end=end, text="health")[0].template_id
     assert len(query.search_logs(start=start, end=end, template_ids=[template])) == 2
     assert query.format_value(math.inf) == "+Inf" and query.format_value(2.0) == "2"
+
+
+def test_range_query_without_data_returns_empty_results(store):
+    writer.write_metrics(
+        MetricBatch(series=[series_samples("lonely", {"node": "z"}, [(NOW - HOUR, 1.0)])]),
+        source="t",
+        client="t",
+    )
+    (r,), _ = query.range_query(query.select("lonely"), NOW, NOW + HOUR, 60_000, "avg")
+    assert len(r.ts_ms) == 0 and len(r.values) == 0
+    assert query.range_query([], NOW, NOW + HOUR, 60_000, "avg")[0] == []

@@ -10,7 +10,8 @@ class IngestToken(models.Model):
     SCOPE_METRICS_WRITE = "metrics:write"
     SCOPE_LOGS_WRITE = "logs:write"
     SCOPE_READ = "read"
-    SCOPES = (SCOPE_METRICS_WRITE, SCOPE_LOGS_WRITE, SCOPE_READ)
+    SCOPE_ANNOTATIONS_WRITE = "annotations:write"
+    SCOPES = (SCOPE_METRICS_WRITE, SCOPE_LOGS_WRITE, SCOPE_READ, SCOPE_ANNOTATIONS_WRITE)
 
     name = models.CharField(max_length=100, unique=True)
     prefix = models.CharField(max_length=16, help_text="First characters, to recognise it")

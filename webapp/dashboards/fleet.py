@@ -211,6 +211,20 @@ def case_regions(cases):
     ]
 
 
+def annotation_regions(notes):
+    from webapp.dashboards.charts import Region
+
+    return [
+        Region(
+            int(a.time.timestamp() * 1000),
+            int((a.time_end or a.time).timestamp() * 1000),
+            a.text[:80],
+            "annotation",
+        )
+        for a in notes
+    ]
+
+
 def _nan_to_none(values: list[float]) -> list[float | None]:
     return [None if v != v else v for v in values]
 

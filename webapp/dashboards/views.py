@@ -10,6 +10,7 @@ from django.utils import timezone
 from ingest.types import SEVERITY_ERROR, severity_name
 from webapp.core import roles
 from webapp.dashboards import charts, fleet, timerange
+from webapp.incidents.annotations import annotations_between
 from webapp.telemetry import query
 from webapp.telemetry.api import SEVERITY_FLOORS
 from webapp.telemetry.models import (
@@ -143,6 +144,7 @@ def node_detail(request, name: str):
     chart_defs = fleet.key_metric_charts(Series.objects.filter(node=node, instance__isnull=True))
     logs = query.search_logs(start=tr.start, end=tr.end, node_ids=[node.id], limit=50)
     cases = fleet.injected_cases(tr, node=node)
+    notes = annotations_between(tr.start, tr.end, node=node)
     return _page(
         request,
         "dashboards/node_detail.html",
@@ -152,10 +154,16 @@ def node_detail(request, name: str):
             "instances": node.instances.order_by("name"),
             "placements": Placement.objects.filter(node=node).select_related("instance")[:30],
             "figures": fleet.charts_for(
-                chart_defs, tr, fleet.case_regions(c for c in cases if c.level == "host")
+                chart_defs,
+                tr,
+                fleet.case_regions(c for c in cases if c.level == "host")
+                + fleet.annotation_regions(notes),
             ),
             "logs": logs,
             "cases": cases,
+            "notes": notes,
+            "annotate_node": node.name,
+            "can_annotate": roles.has_role(request.user, roles.OPERATOR),
         },
     )
 
@@ -167,6 +175,7 @@ def instance_detail(request, name: str):
     chart_defs = fleet.key_metric_charts(Series.objects.filter(instance=instance))
     logs = query.search_logs(start=tr.start, end=tr.end, instance_ids=[instance.id], limit=50)
     cases = fleet.injected_cases(tr, instance=instance)
+    notes = annotations_between(tr.start, tr.end, instance=instance)
     return _page(
         request,
         "dashboards/instance_detail.html",
@@ -174,9 +183,14 @@ def instance_detail(request, name: str):
             "instance": instance,
             "tr": tr,
             "placements": instance.placements.select_related("node")[:30],
-            "figures": fleet.charts_for(chart_defs, tr, fleet.case_regions(cases)),
+            "figures": fleet.charts_for(
+                chart_defs, tr, fleet.case_regions(cases) + fleet.annotation_regions(notes)
+            ),
             "logs": logs,
             "cases": cases,
+            "notes": notes,
+            "annotate_instance": instance.name,
+            "can_annotate": roles.has_role(request.user, roles.OPERATOR),
         },
     )
 

@@ -42,7 +42,23 @@ def open_unhealthy_event(
             )
     except IntegrityError:  # the same external id raced in from another process
         return UnhealthyEvent.objects.get(source=source, external_id=external_id), False
+    _signal(event)
     return event, True
+
+
+def _signal(event: UnhealthyEvent) -> None:
+    from webapp.incidents.services import record_signal
+
+    record_signal(
+        "unhealthy",
+        event.pk,
+        title=f"{event.fault_category} fault",
+        start=event.start,
+        end=event.end,
+        severity="critical",
+        node=event.node,
+        details={"signals": event.signals, "source": event.source},
+    )
 
 
 @transaction.atomic
@@ -51,4 +67,5 @@ def close_unhealthy_event(event: UnhealthyEvent, end=None) -> UnhealthyEvent:
         event.status = UnhealthyEvent.CLOSED
         event.end = end or timezone.now()
         event.save(update_fields=["status", "end"])
+        _signal(event)
     return event

@@ -128,7 +128,7 @@ def range_query(
     ts = start_ms + buckets.bucket[order] * step_ms
     values = _pick(buckets, agg)[order]
     found, first = np.unique(sids, return_index=True)
-    ends = [*first[1:].tolist(), len(sids)]
+    ends = [*first[1:].tolist(), len(sids)] if len(first) else []
     bounds = dict(zip(found.tolist(), zip(first.tolist(), ends, strict=True), strict=True))
     results = []
     for s in series:
