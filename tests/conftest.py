@@ -155,3 +155,54 @@ def series_samples(metric: str, labels: dict, points: list[tuple[int, float]]):
         timestamps_ms=[t for t, _ in points],
         values=[v for _, v in points],
     )
+
+
+# --- tiny models, trained once per session (only when a test asks for one) ---------------
+
+
+@pytest.fixture(scope="session")
+def anomaly_artefact(tmp_path_factory):
+    from models.anomaly.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("anomaly-model")
+    train(TrainConfig.quick(out_dir=str(out)))
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def interference_artefact(tmp_path_factory):
+    from models.interference.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("interference-model")
+    train(
+        TrainConfig(
+            out_dir=str(out),
+            n_nodes=3,
+            n_instances=18,
+            hours=3.0,
+            epochs=1,
+            max_train_windows=600,
+            max_val_windows=200,
+        )
+    )
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def mitigation_artefact(tmp_path_factory):
+    from models.mitigation.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("mitigation-model")
+    train(TrainConfig(out_dir=str(out), n_events=1200, val_events=400))
+    return str(out)
+
+
+def promote_artefact(kind: str, path: str):
+    from webapp.detection import versions
+    from webapp.detection.models import ModelVersion
+
+    version = ModelVersion.objects.create(
+        kind=kind, version=1, training_state=ModelVersion.SUCCEEDED, artefact_path=path
+    )
+    versions._loaded.clear()
+    return versions.promote(version)

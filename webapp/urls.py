@@ -10,6 +10,8 @@ urlpatterns = [
     path("", include("webapp.telemetry.urls")),
     path("", include("webapp.detection.urls")),
     path("", include("webapp.incidents.urls")),
+    path("", include("webapp.mitigation.urls")),
+    path("", include("webapp.alerting.urls")),
     path("", include("webapp.dashboards.urls")),
     path("admin/", admin.site.urls),
 ]

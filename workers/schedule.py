@@ -9,4 +9,25 @@ def beat_schedule() -> dict:
         "rollup-samples": {"task": "telemetry.rollup", "schedule": 60.0},
         "apply-retention": {"task": "telemetry.retention", "schedule": 3600.0},
         "flush-ingest-stats": {"task": "telemetry.flush_ingest_stats", "schedule": 10.0},
+        # Ticks a busy worker could not start within their period are dropped, not piled up.
+        "alerting-cycle": {"task": "alerting.cycle", "schedule": 5.0, "options": {"expires": 5.0}},
+        "score-anomalies": {
+            "task": "detection.score_anomalies",
+            "schedule": 60.0,
+            "options": {"expires": 60.0},
+        },
+        "predict-interference": {
+            "task": "detection.predict_interference",
+            "schedule": 60.0,
+            "options": {"expires": 60.0},
+        },
+        "auto-resolve-incidents": {"task": "incidents.auto_resolve", "schedule": 300.0},
+        # Nightly retraining: new labels and recorded outcomes reach a candidate version,
+        # which an admin compares and promotes on the Models page.
+        "retrain-anomaly": {"task": "detection.retrain", "schedule": 86400.0, "args": ("anomaly",)},
+        "retrain-mitigation": {
+            "task": "detection.retrain",
+            "schedule": 86400.0,
+            "args": ("mitigation",),
+        },
     }

@@ -45,3 +45,57 @@ def scrape_target(target_id: int) -> None:
     from ingest.scraper import scrape_target_by_id
 
     scrape_target_by_id(target_id)
+
+
+@shared_task(name="alerting.cycle")
+def alerting_cycle() -> dict:
+    from webapp.alerting.evaluation import run_cycle
+
+    return run_cycle()
+
+
+@shared_task(name="alerting.deliver", bind=True, max_retries=None, acks_late=True)
+def deliver_notification(self, notification_id: int) -> str:
+    from webapp.alerting.delivery import RetryLater, deliver
+
+    try:
+        return deliver(notification_id)
+    except RetryLater as later:  # exponential backoff, computed and logged by deliver()
+        if self.request.is_eager:  # in-process tasks cannot wait; the beat cycle retries
+            return "retry-scheduled"
+        raise self.retry(countdown=later.seconds) from None
+
+
+@shared_task(name="alerting.feed_incidents")
+def feed_incidents(alert_ids: list[int]) -> int:
+    from webapp.alerting.incidents_feed import feed
+
+    return feed(alert_ids)
+
+
+@shared_task(name="detection.score_anomalies", acks_late=True)
+def score_anomalies() -> dict:
+    from webapp.detection.scoring import score_fleet
+
+    return score_fleet()
+
+
+@shared_task(name="detection.predict_interference", acks_late=True)
+def predict_interference() -> int:
+    from webapp.detection.interference import predict_fleet
+
+    return predict_fleet()
+
+
+@shared_task(name="detection.retrain")
+def retrain(kind: str) -> int:
+    from webapp.detection.versions import request_retraining
+
+    return request_retraining(kind)
+
+
+@shared_task(name="incidents.auto_resolve")
+def auto_resolve_incidents() -> int:
+    from webapp.incidents.services import auto_resolve
+
+    return auto_resolve()

@@ -66,6 +66,8 @@ class LiveStreamer:
         self.clock = clock
         self.stats = LiveStats()
         self._posted_cases: set[int] = set()
+        self._posted_faults: set[int] = set()
+        self._faults = None
 
     # --- HTTP ------------------------------------------------------------------------
     def post(self, path: str, body: bytes, headers: dict[str, str], stop: threading.Event) -> None:
@@ -155,6 +157,40 @@ class LiveStreamer:
         self._posted_cases.update(c.case_id for c in new)
         self.stats.cases += len(new)
 
+    def faults(self):
+        """The run's unhealthy-node events (covariates only: the legacy action and the
+        outcomes are the simulator's truth and stay here)."""
+        if self._faults is None:
+            self._faults = self.sim.mitigation().events
+        return self._faults
+
+    def fault_payload(self, row) -> dict:
+        from ingest.simulator.health import COVARIATES
+
+        return {
+            "node": row["node"],
+            "fault_category": row["fault"],
+            "signals": {name: float(row[name]) for name in COVARIATES[1:]},
+            "external_id": f"{self.run_id}:{int(row['event_id'])}",
+        }
+
+    def send_faults(self, until: float, stop: threading.Event) -> None:
+        """Report node faults as a hardware monitor would, once they have happened."""
+        for _, row in self.faults().iterrows():
+            event_id = int(row["event_id"])
+            if row["ts"] > until or event_id in self._posted_faults:
+                continue
+            try:
+                self.post(
+                    "/api/v1/mitigation/events",
+                    json.dumps(self.fault_payload(row)).encode(),
+                    {"Content-Type": "application/json"},
+                    stop,
+                )
+            except Rejected as exc:
+                self._note(exc)
+            self._posted_faults.add(event_id)
+
     # --- telemetry -------------------------------------------------------------------
     def send_steps(self, step0: int, n_steps: int, stop: threading.Event) -> None:
         chunk = self.sim.simulate_chunk(step0, n_steps)
@@ -211,6 +247,9 @@ class LiveStreamer:
             origin = max(origin, resume_after + step_s)
         next_step = max(0, sim.step_of(origin))
         self.send_truth(origin, stop, with_fleet=True)
+        self._posted_faults |= {
+            int(r["event_id"]) for _, r in self.faults().iterrows() if r["ts"] < origin
+        }  # faults before this stream's start were reported by the run that covered them
         while not stop.is_set():
             elapsed = self.clock() - started
             if duration_seconds is not None and elapsed >= duration_seconds:
@@ -226,6 +265,7 @@ class LiveStreamer:
                 next_step += n
                 last_sent = float(sim.timestamps[next_step - 1])
                 self.send_truth(last_sent, stop)
+                self.send_faults(last_sent, stop)
                 if on_progress:
                     on_progress(last_sent)
                 continue

@@ -27,7 +27,7 @@ def sig(kind, sid, minutes, **kw):
 
 
 def test_overlapping_signals_on_one_node_become_one_incident(targets):
-    a, b, vm = targets
+    a, _, vm = targets
     sig("anomaly", 1, 0, instance=vm)  # one anomaly alone does not open (min 2 signals)
     assert not Incident.objects.exists()
     sig("anomaly", 2, 5, node=a)

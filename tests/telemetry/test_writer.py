@@ -153,3 +153,12 @@ def test_nul_bytes_do_not_break_storage(store):
     )
     assert writer.write_metrics(metrics, source="t", client="t").stored == 1
     assert Series.objects.get(metric="m").labels["path"] == "x\ufffdy"
+
+
+def test_instances_last_seen_is_kept(store):
+    batch = MetricBatch(
+        series=[series_samples("vm_x", {"node": "n9", "vm": "vm-9x"}, [(NOW, 1.0)])]
+    )
+    writer.write_metrics(batch, source="t", client="t")
+    ingest_stats.flush()
+    assert Instance.objects.get(name="vm-9x").last_seen is not None

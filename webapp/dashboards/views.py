@@ -34,6 +34,53 @@ def _page(request, template, context):
     return render(request, template, context)
 
 
+def problems_now() -> dict:
+    """Where to look first: the most anomalous and most slowed instances, open incidents,
+    firing alerts and unhealthy nodes waiting for an action."""
+    from webapp.detection.interference_views import latest_predictions
+    from webapp.detection.models import Anomaly
+    from webapp.incidents.models import Incident
+    from webapp.mitigation.models import UnhealthyEvent
+
+    since = timezone.now() - timedelta(minutes=30)
+    anomalous = (
+        Anomaly.objects.filter(end__gte=since)
+        .select_related("node", "instance", "instance__node")
+        .order_by("-score")[:10]
+    )
+    slowed = sorted(latest_predictions(), key=lambda r: r.p)[:10]
+    incidents = (
+        Incident.objects.filter(merged_into__isnull=True)
+        .exclude(state=Incident.RESOLVED)
+        .select_related("node", "instance")
+        .order_by("-last_signal_at")[:10]
+    )
+    unhealthy = (
+        UnhealthyEvent.objects.exclude(status=UnhealthyEvent.CLOSED)
+        .select_related("node")
+        .prefetch_related("recommendations__action")
+        .order_by("-start")[:10]
+    )
+    return {
+        "anomalous": anomalous,
+        "slowed": slowed,
+        "open_incidents": incidents,
+        "unhealthy": unhealthy,
+        "firing": firing_alerts(),
+    }
+
+
+def firing_alerts():
+    """Firing alert instances, once the alerting app is installed."""
+    from django.apps import apps
+
+    if not apps.is_installed("webapp.alerting"):
+        return None
+    from webapp.alerting.overview import firing_now
+
+    return firing_now(limit=10)
+
+
 @roles.require_role(roles.VIEWER)
 def overview(request):
     nodes = fleet.nodes_with_state(Node.objects.all())
@@ -73,6 +120,7 @@ def overview(request):
         request,
         "dashboards/overview.html",
         {
+            **problems_now(),
             "nodes": nodes,
             "state_counts": fleet.state_counts(nodes),
             "instance_count": Instance.objects.count(),

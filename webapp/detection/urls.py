@@ -1,8 +1,21 @@
 from django.urls import path
 
-from webapp.detection import anomaly_views, views
+from webapp.detection import anomaly_views, interference_views, views
 
 urlpatterns = [
+    path("interference/", interference_views.interference, name="interference"),
+    path("interference/what-if/", interference_views.what_if_page, name="what_if"),
+    path(
+        "interference/nodes/<str:name>/",
+        interference_views.interference_node,
+        name="interference_node",
+    ),
+    path(
+        "interference/instances/<str:name>/",
+        interference_views.interference_instance,
+        name="interference_instance",
+    ),
+    path("api/v1/interference/what-if", interference_views.what_if_api, name="what_if_api"),
     path("anomalies/", anomaly_views.anomaly_list, name="anomaly_list"),
     path("anomalies/<int:anomaly_id>/", anomaly_views.anomaly_detail, name="anomaly_detail"),
     path("anomalies/<int:anomaly_id>/label", anomaly_views.anomaly_label, name="anomaly_label"),

@@ -43,6 +43,23 @@ def create_version(kind: str, config: dict | None = None, actor=None) -> ModelVe
     return version
 
 
+def request_retraining(kind: str, config: dict | None = None, actor=None) -> int:
+    """Queue a new version of ``kind`` with the promoted version's configuration, unless
+    one is already queued or training. Returns the new version's id (0 if none queued)."""
+    from workers.tasks import train_model
+
+    busy = ModelVersion.objects.filter(
+        kind=kind, training_state__in=(ModelVersion.QUEUED, ModelVersion.RUNNING)
+    )
+    if busy.exists():
+        return 0
+    current = promoted(kind)
+    base = {"train": current.config.get("train", {})} if current else {}
+    version = create_version(kind, {**base, **(config or {})}, actor=actor)
+    transaction.on_commit(lambda: train_model.delay(version.pk))
+    return version.pk
+
+
 def promoted(kind: str) -> ModelVersion | None:
     return ModelVersion.objects.filter(kind=kind, status=ModelVersion.PROMOTED).first()
 

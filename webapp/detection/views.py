@@ -54,15 +54,15 @@ def model_progress(request, version_id: int):
 @roles.require_role(roles.ADMIN)
 @require_POST
 def model_train(request, kind: str):
-    from workers.tasks import train_model
-
     if kind not in dict(ModelVersion.KINDS):
         messages.error(request, f"Unknown model kind {kind!r}.")
         return redirect("model_list")
-    version = versions.create_version(kind, actor=request.user)
-    train_model.delay(version.pk)
-    messages.success(request, f"Training {kind} v{version.version} queued; progress shows below.")
-    return redirect("model_detail", version_id=version.pk)
+    version_id = versions.request_retraining(kind, actor=request.user)
+    if not version_id:
+        messages.error(request, f"A {kind} version is already queued or training.")
+        return redirect("model_list")
+    messages.success(request, "Training queued; progress shows below.")
+    return redirect("model_detail", version_id=version_id)
 
 
 @roles.require_role(roles.ADMIN)

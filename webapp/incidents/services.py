@@ -55,6 +55,17 @@ def _key(rule: CorrelationRule, signal: Signal) -> str | None:
     return f"cluster:{cluster}" if cluster else None
 
 
+def _same_key(rule: CorrelationRule, signal: Signal) -> Q:
+    """The SQL side of ``_key``: narrows candidates before the exact comparison."""
+    if rule.match_on == "instance":
+        return Q(instance_id=signal.instance_id)
+    node_id = signal.node_id or (signal.instance.node_id if signal.instance_id else None)
+    if rule.match_on == "node":
+        return Q(node_id=node_id) | Q(instance__node_id=node_id)
+    cluster = signal.cluster or (signal.node.cluster if signal.node_id else "")
+    return Q(cluster=cluster) | Q(node__cluster=cluster)
+
+
 def _rules_for(kind: str) -> list[CorrelationRule]:
     return [
         r
@@ -149,15 +160,15 @@ def correlate(signal: Signal) -> Incident | None:
             attach(recent, signal)
             _reopen(recent, signal)
             return recent
-        pending = [
-            s
-            for s in Signal.objects.filter(
-                incident__isnull=True,
-                start__gte=signal.start - window,
-                start__lte=signal.start + window,
-            ).select_related("node", "instance")
-            if (not rule.signal_kinds or s.kind in rule.signal_kinds) and _key(rule, s) == key
-        ]
+        candidates = Signal.objects.filter(
+            _same_key(rule, signal),
+            incident__isnull=True,
+            start__gte=signal.start - window,
+            start__lte=signal.start + window,
+        )
+        if rule.signal_kinds:
+            candidates = candidates.filter(kind__in=rule.signal_kinds)
+        pending = [s for s in candidates.select_related("node", "instance") if _key(rule, s) == key]
         if len(pending) >= rule.min_signals:
             return open_incident(rule, key, pending)
     return None

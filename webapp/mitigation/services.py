@@ -69,3 +69,108 @@ def close_unhealthy_event(event: UnhealthyEvent, end=None) -> UnhealthyEvent:
         event.save(update_fields=["status", "end"])
         _signal(event)
     return event
+
+
+@transaction.atomic
+def apply_action(
+    event: UnhealthyEvent, action_key: str, actor=None, reason: str = "", recommendation=None
+):
+    """Record what an operator did about an event; a choice other than the recommendation
+    needs a reason. One action per event (a later one replaces it while the event is open)."""
+    from webapp.incidents.services import note_on_node
+    from webapp.mitigation.models import ActionOutcome, MitigationAction
+
+    if event.status == UnhealthyEvent.CLOSED:
+        raise ValueError("the event is closed; its outcome is already recorded")
+    action = MitigationAction.objects.filter(key=action_key).first()
+    if action is None:
+        raise ValueError(f"unknown action {action_key!r}")
+    followed = recommendation is not None and recommendation.action_id == action.pk
+    if recommendation is not None and not followed and not reason.strip():
+        raise ValueError("say why you chose another action than the recommended one")
+    outcome, _ = ActionOutcome.objects.update_or_create(
+        event=event,
+        defaults={
+            "action": action,
+            "recommendation": recommendation,
+            "followed_recommendation": followed,
+            "reason": reason.strip(),
+            "applied_by": actor if getattr(actor, "pk", None) else None,
+            "applied_at": timezone.now(),
+        },
+    )
+    event.status = UnhealthyEvent.ACTING
+    event.save(update_fields=["status"])
+    who = actor.get_username() if getattr(actor, "pk", None) else "telltale"
+    note_on_node(
+        event.node_id,
+        "action",
+        f"{who} applied {action.name} to {event.node}"
+        + (
+            ""
+            if followed
+            else f" (not the recommendation: {reason.strip() or 'no recommendation'})"
+        ),
+        actor=actor,
+        data={"event": event.pk, "action": action.key, "followed": followed},
+    )
+    return outcome
+
+
+@transaction.atomic
+def record_outcome(
+    event: UnhealthyEvent,
+    *,
+    downtime_minutes: float,
+    interruptions: float,
+    capacity_cost: float,
+    end=None,
+):
+    """Close the event with what the action cost; this row is training data for the next
+    mitigation model."""
+    from webapp.incidents.services import note_on_node
+
+    outcome = getattr(event, "outcome", None)
+    if outcome is None:
+        raise ValueError("record the action taken before its outcome")
+    for name, value in (
+        ("downtime_minutes", downtime_minutes),
+        ("interruptions", interruptions),
+        ("capacity_cost", capacity_cost),
+    ):
+        if value is None or value < 0:
+            raise ValueError(f"{name} must be zero or more")
+    outcome.downtime_minutes = downtime_minutes
+    outcome.interruptions = interruptions
+    outcome.capacity_cost = capacity_cost
+    outcome.recorded_at = timezone.now()
+    outcome.save(
+        update_fields=["downtime_minutes", "interruptions", "capacity_cost", "recorded_at"]
+    )
+    close_unhealthy_event(event, end=end)
+    note_on_node(
+        event.node_id,
+        "outcome",
+        f"Outcome of {outcome.action.name}: {downtime_minutes:g} min downtime, "
+        f"{interruptions:g} interruptions, {capacity_cost:g} node-hours",
+        data={"event": event.pk},
+    )
+    return outcome
+
+
+@transaction.atomic
+def recommend(event: UnhealthyEvent):
+    """Ask the promoted causal model what to do and log it on the node's incidents."""
+    from webapp.incidents.services import note_on_node
+    from webapp.mitigation.engine import recommend as engine_recommend
+
+    recommendation = engine_recommend(event)
+    why = recommendation.override_reason or recommendation.fallback_reason
+    note_on_node(
+        event.node_id,
+        "recommendation",
+        f"Recommended {recommendation.action.name} for the {event.fault_category} fault"
+        + (f" ({why})" if why else ""),
+        data={"event": event.pk, "recommendation": recommendation.pk},
+    )
+    return recommendation

@@ -23,6 +23,7 @@ class BackfillSummary:
     cases: int = 0
     seconds: float = 0.0
     last_ts: float | None = None  # epoch seconds of the last step written
+    faults: int = 0
 
 
 def backfill(
@@ -58,6 +59,55 @@ def backfill(
             progress(step0 + n, last_step)
     if last_step > 0:
         summary.last_ts = float(sim.timestamps[last_step - 1])
+    summary.faults = record_faults(sim, truth, until)
     services.run_rollups()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+PENDING_WITHIN = 2 * 3600  # faults this recent wait for an operator; older ones are history
+
+
+def record_faults(sim: Simulator, truth: LiveStreamer, until: float) -> int:
+    """The run's node faults up to ``until``: recent ones open (recommended, waiting for an
+    operator), older ones as closed history handled by the legacy runbook, with the outcome
+    the simulator realised for that action (the training data the mitigation model uses)."""
+    from datetime import UTC, datetime
+
+    from webapp.mitigation import services as mitigation
+    from webapp.mitigation.models import MitigationAction
+    from webapp.telemetry.models import Node
+
+    recorded = 0
+    for _, row in truth.faults().iterrows():
+        if row["ts"] > until:
+            continue
+        payload = truth.fault_payload(row)
+        node = Node.objects.filter(name=payload["node"]).first()
+        if node is None:
+            continue
+        start = datetime.fromtimestamp(float(row["ts"]), tz=UTC)
+        event, created = mitigation.open_unhealthy_event(
+            node,
+            payload["fault_category"],
+            payload["signals"],
+            source="simulator",
+            external_id=payload["external_id"],
+            start=start,
+        )
+        if not created:
+            continue
+        recorded += 1
+        if until - row["ts"] < PENDING_WITHIN:
+            mitigation.recommend(event)
+            continue
+        action = MitigationAction.objects.get(key=row["action"])
+        mitigation.apply_action(event, action.key, reason="legacy runbook (simulated history)")
+        mitigation.record_outcome(
+            event,
+            downtime_minutes=float(row["downtime_minutes"]),
+            interruptions=float(row["interruptions"]),
+            capacity_cost=float(row["capacity_cost_node_hours"]),
+            end=start,
+        )
+    return recorded

@@ -27,6 +27,7 @@ class IngestStats:
     def __init__(self):
         self.lock = threading.Lock()
         self.series_node: dict[int, int] = {}
+        self.series_instance: dict[int, int] = {}
         self._reset()
         self._last_flush = time.monotonic()
 
@@ -34,6 +35,7 @@ class IngestStats:
         self.sources: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         self.minutes: dict[tuple[datetime, str], list[int]] = defaultdict(lambda: [0, 0])
         self.nodes: set[int] = set()
+        self.instances: set[int] = set()
         self.templates: dict[int, list] = {}
 
     def add(self, kind: str, client: str, samples=0, log_lines=0, rejected=0) -> None:
@@ -50,10 +52,17 @@ class IngestStats:
         self.maybe_flush()
 
     def touch_series(self, series_ids) -> None:
-        mapping = self.series_node
-        nodes = {mapping.get(sid) for sid in series_ids}
+        nodes = {self.series_node.get(sid) for sid in series_ids}
+        instances = {self.series_instance.get(sid) for sid in series_ids}
         nodes.discard(None)
+        instances.discard(None)
         self.touch_nodes(nodes)
+        self.touch_instances(instances)
+
+    def touch_instances(self, instance_ids) -> None:
+        if instance_ids:
+            with self.lock:
+                self.instances.update(instance_ids)
 
     def touch_nodes(self, node_ids) -> None:
         if node_ids:
@@ -77,16 +86,17 @@ class IngestStats:
 
     def flush(self) -> None:
         with self.lock:
-            sources, minutes, nodes, templates = (
+            sources, minutes, nodes, instances, templates = (
                 self.sources,
                 self.minutes,
                 self.nodes,
+                self.instances,
                 self.templates,
             )
             self._reset()
             self._last_flush = time.monotonic()
         try:
-            _write(sources, minutes, nodes, templates)
+            _write(sources, minutes, nodes, instances, templates)
         except Exception:
             log.warning(
                 "ingest statistics not flushed; keeping them for the next try", exc_info=True
@@ -101,12 +111,13 @@ class IngestStats:
                     mine[0] += row[0]
                     mine[1] += row[1]
                 self.nodes.update(nodes)
+                self.instances.update(instances)
                 for key, row in templates.items():
                     self.templates.setdefault(key, [0, row[1]])[0] += row[0]
 
 
-def _write(sources, minutes, nodes, templates) -> None:
-    from webapp.telemetry.models import IngestMinute, IngestSource, LogTemplate, Node
+def _write(sources, minutes, nodes, instances, templates) -> None:
+    from webapp.telemetry.models import IngestMinute, IngestSource, Instance, LogTemplate, Node
 
     now = timezone.now()
     with transaction.atomic():
@@ -130,6 +141,8 @@ def _write(sources, minutes, nodes, templates) -> None:
             )
         if nodes:
             Node.objects.filter(id__in=nodes).update(last_seen=now)
+        if instances:
+            Instance.objects.filter(id__in=instances).update(last_seen=now)
         for template_id, (count, last) in templates.items():
             LogTemplate.objects.filter(id=template_id).update(
                 count=F("count") + count, last_seen=Greatest(F("last_seen"), last)

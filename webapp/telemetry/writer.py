@@ -153,6 +153,8 @@ def _register_series(new: list[tuple[int, SeriesSamples]]) -> int:
         registry.known_series.add(o.id)
         if o.node_id:
             ingest_stats.series_node[o.id] = o.node_id
+        if o.instance_id:
+            ingest_stats.series_instance[o.id] = o.instance_id
     return len(objects) - len(before)
 
 
@@ -280,6 +282,7 @@ def write_logs(batch: LogBatch, *, source: str, client: str, batch_digest: bytes
         result.stored = _insert_logs(records)
         ingest_stats.touch_templates(mined, [r.ts for r in records])
         ingest_stats.touch_nodes({r.node_id for r in records if r.node_id})
+        ingest_stats.touch_instances({r.instance_id for r in records if r.instance_id})
     ingest_stats.add(source, client, log_lines=result.stored, rejected=batch.rejected_count)
     selfmetrics.INGEST_LOG_LINES.labels(source).inc(result.stored)
     if batch.rejected_count:

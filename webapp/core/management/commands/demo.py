@@ -26,7 +26,7 @@ from webapp.core.models import IngestToken
 DEMO_TOKEN_NAME = "demo-feed"  # noqa: S105 - a name, not a secret
 # The demo fleet: small enough for SQLite on two cores, big enough to have neighbours,
 # scenarios and deceptive normals every hour.
-DEMO_FLEET = {"seed": 7, "nodes": 8, "hours": 24 * 30}
+DEMO_FLEET = {"seed": 7, "nodes": 8, "hours": 24 * 30, "node_fault_rate": 2.0}
 BACKFILL_HOURS = 6
 
 
@@ -91,7 +91,7 @@ class Command(BaseCommand):
     def prepare_simulation(self, options) -> dict:
         """The demo fleet's config (kept in var/ so restarts continue the same fleet) and,
         on the first run, a few hours of history written straight into the store."""
-        from ingest.simulator import SimConfig, Simulator
+        from ingest.simulator import ScenarioRates, SimConfig, Simulator
         from ingest.simulator.live import LiveStreamer
         from webapp.telemetry.simulation import backfill
 
@@ -100,7 +100,11 @@ class Command(BaseCommand):
         resume_file = var / "demo-simulation-resume.json"
         now = int(time.time())
         config = json.loads(config_file.read_text()) if config_file.is_file() else None
-        if config is None or now > config["start"] + config["hours"] * 3600 - 3600:
+        if (
+            config is None
+            or config.get("node_fault_rate") != DEMO_FLEET["node_fault_rate"]
+            or now > config["start"] + config["hours"] * 3600 - 3600
+        ):
             start = (now - BACKFILL_HOURS * 3600) // 3600 * 3600
             config = {**DEMO_FLEET, "start": start}
             config_file.write_text(json.dumps(config))
@@ -117,6 +121,7 @@ class Command(BaseCommand):
                 n_nodes=config["nodes"],
                 start=config["start"],
                 hours=config["hours"],
+                rates=ScenarioRates(node_fault_per_node_day=config["node_fault_rate"]),
             )
         )
         hours = (now - config["start"]) / 3600
@@ -209,6 +214,7 @@ class Command(BaseCommand):
                         "--token", token, "--seed", str(sim["seed"]), "--nodes", str(sim["nodes"]),
                         "--start", str(sim["start"]), "--hours", str(sim["hours"]),
                         "--catch-up-hours", "1", "--resume-file", sim["resume_file"],
+                        "--node-fault-rate", str(sim["node_fault_rate"]),
                     ],
                 )
             )  # fmt: skip

@@ -53,6 +53,12 @@ class Command(BaseCommand):
         parser.add_argument("--variant-set", choices=["train", "heldout"], default="train")
         parser.add_argument("--quiet-fleet", action="store_true", help="no injected scenarios")
         parser.add_argument(
+            "--node-fault-rate",
+            type=float,
+            default=None,
+            help="unhealthy-node faults per node per day (default: the simulator's 0.08)",
+        )
+        parser.add_argument(
             "--log-text", action="store_true", help="--export: also write logs.txt.gz"
         )
         parser.add_argument(

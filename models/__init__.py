@@ -1,0 +1,1 @@
+"""Machine-learning models: arrays in, dataclasses and arrays out; no Django."""

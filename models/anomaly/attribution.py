@@ -1,0 +1,91 @@
+"""Which metrics and which log templates made a window score high.
+
+- Supervised score (anomaly logit): gradient x input. Metric shares sum |grad · x| over
+  time steps and channels of each metric; template shares sum |grad · w| over the patches
+  where the template occurred (w = log1p(count), the weight the template enters with).
+- Forecast score: metric shares are each metric's share of the normalised forecast error
+  (what the model could not predict); template shares are gradient x input of that error
+  with respect to the template weights (which lines changed the forecast).
+
+Shares are non-negative fractions of the window's total attribution; lists are ranked and
+cut to ``top`` entries, so a list sums to at most 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.anomaly.datamodule import Batch
+from models.anomaly.logmining import TemplateTable
+from models.anomaly.module import forecast_errors, raw_scores
+
+
+def _ranked(names: list[str], values: np.ndarray, top: int) -> list[tuple[str, float]]:
+    total = float(values.sum())
+    if total <= 0 or not np.isfinite(total):
+        return []
+    order = np.argsort(-values, kind="stable")[:top]
+    return [(names[i], float(values[i] / total)) for i in order if values[i] > 0]
+
+
+def attribute(
+    net: nn.Module,
+    batch: Batch,
+    mode: str,
+    metric_names: list[str],
+    table: TemplateTable | None,
+    err_scale: torch.Tensor | None = None,
+    topk: int = 3,
+    top: int = 5,
+) -> list[tuple[list[tuple[str, float]], list[tuple[str, float]]]]:
+    """Per window: (metrics [(name, share)], templates [(template text, share)])."""
+    B = batch.size
+    x = None if batch.x is None else batch.x.detach().clone().requires_grad_(True)
+    w = None
+    if batch.logs is not None:
+        w = batch.logs.weight.detach().clone().requires_grad_(True)
+    was_training = net.training
+    net.eval()
+    with torch.enable_grad():
+        out = net(batch.group, x, batch.time, batch.logs, log_weight=w)
+        probe = replace(batch, x=x)
+        score = raw_scores(out, probe, mode, net.patch_steps, err_scale, topk)
+        inputs = [t for t in (x, w) if t is not None]
+        grads = torch.autograd.grad(score.sum(), inputs, allow_unused=True)
+    net.train(was_training)
+    grads = dict(zip([id(t) for t in inputs], grads, strict=True))
+
+    metric_part = np.zeros((B, len(metric_names)))
+    if x is not None:
+        if mode == "supervised":
+            g = grads[id(x)]
+            if g is not None:
+                metric_part = (g * x).abs().sum(dim=(1, 3)).detach().numpy()
+        else:
+            err = forecast_errors(out, probe, net.patch_steps).detach()
+            if err_scale is not None:
+                err = err / err_scale
+            metric_part = err.numpy()
+
+    template_part: list[dict[int, float]] = [{} for _ in range(B)]
+    if w is not None and grads.get(id(w)) is not None and len(w):
+        contrib = (grads[id(w)] * w).abs().detach().numpy()
+        window = (batch.logs.bag // net.n_patches).numpy()
+        tmpl = batch.logs.templates[batch.logs.template.numpy()]
+        for b, t, c in zip(window, tmpl, contrib, strict=True):
+            template_part[b][int(t)] = template_part[b].get(int(t), 0.0) + float(c)
+
+    out_list = []
+    for b in range(B):
+        metrics = _ranked(metric_names, metric_part[b], top)
+        templates: list[tuple[str, float]] = []
+        if template_part[b] and table is not None:
+            ids = list(template_part[b])
+            texts = [table.texts[i] for i in ids]
+            templates = _ranked(texts, np.array([template_part[b][i] for i in ids]), top)
+        out_list.append((metrics, templates))
+    return out_list

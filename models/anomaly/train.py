@@ -1,0 +1,467 @@
+"""Training as plain functions: ``train(cfg) -> TrainResult`` (simulated fleets plus any
+user-labelled windows) and ``fit_detector`` (any series groups, used by the evaluation).
+
+The artefact directory is self-contained: ``model.pt`` (weights), ``config.json`` (network,
+window shape, scoring mode, scenario classes, training config), ``features.json``
+(normalisation per level), ``calibration.json``, ``thresholds.json``, ``templates.json``
+(the drain3 templates that seed the serving miner; the vocabulary size is in config.json)
+and ``metrics.json`` (validation figures, timings, data hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from models.anomaly.components import ContextEncoder
+from models.anomaly.datamodule import AnomalyDataModule, WindowDataset, WindowShape
+from models.anomaly.datasets import sim as simdata
+from models.anomaly.detector import AnomalyDetector
+from models.anomaly.features import FeatureSpec, LogStore, SeriesGroup, fit_spec, windows_of
+from models.anomaly.logmining import LogMiner, TemplateTable
+from models.anomaly.module import AnomalyModule, forecast_errors
+from models.anomaly.pipeline import (
+    Scored,
+    evaluate,
+    fit_calibrator,
+    scenario_predictions,
+    score,
+    select_threshold,
+)
+from models.anomaly.postprocess import Calibrator, Thresholds
+from models.anomaly.userlabels import LabeledWindow, user_groups
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelConfig:
+    window_steps: int = 240
+    patch_steps: int = 20
+    step_seconds: int = 15
+    vocab_size: int = 8192
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    ff: int = 128
+    dropout: float = 0.0
+    use_time: bool = True
+    # Day of week needs weeks of training data; None = use it when training spans 14 days.
+    use_week: bool | None = None
+    modality_dropout: float = 0.1
+    scenario_weight: float = 1.0
+    epochs: int = 6
+    batch_size: int = 256
+    lr: float = 2e-3
+    windows_per_epoch: int | None = 36_000
+    max_minutes: float | None = None
+    topk: int = 3
+    seed: int = 0
+    fast_dev_run: bool = False
+
+    @property
+    def shape(self) -> WindowShape:
+        return WindowShape(self.window_steps, self.patch_steps, self.step_seconds)
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str | None = "var/models/anomaly"
+    test_seed: int | None = None  # training and validation fleets never use this seed
+    nodes: int = 50
+    instances: int | None = 400
+    hours: float = 24.0
+    val_nodes: int = 20
+    val_hours: float = 12.0
+    # Fitting stops after 5 minutes whatever the epoch, so training stays under 10.
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(max_minutes=5.0))
+    extra_windows: list[LabeledWindow] = field(default_factory=list)
+    user_weight: float = 5.0
+    threads: int = 2
+    max_deceptive_fpr: float = 0.05
+
+    @classmethod
+    def quick(cls, **kw) -> TrainConfig:
+        """Seconds, not minutes: for tests and smoke runs (numbers mean little)."""
+        model = ModelConfig(epochs=1, windows_per_epoch=512, d_model=16, ff=32, batch_size=128)
+        base = {"nodes": 2, "instances": 14, "hours": 2.0, "val_nodes": 2, "val_hours": 2.0}
+        return cls(**{**base, "model": model, **kw})
+
+
+@dataclass
+class TrainResult:
+    artefact_dir: Path | None
+    detector: AnomalyDetector
+    metrics: dict
+    seconds: dict
+    data_hash: str
+    data: dict = field(default_factory=dict)  # training and validation data, for evaluation
+
+
+def build_net(
+    cfg: ModelConfig, groups: dict[str, int], n_classes: int, logs: bool, span_days: float = 0.0
+) -> ContextEncoder:
+    return ContextEncoder(
+        groups,
+        cfg.window_steps,
+        cfg.patch_steps,
+        cfg.vocab_size if logs else 0,
+        n_classes,
+        cfg.d_model,
+        cfg.n_layers,
+        cfg.n_heads,
+        cfg.ff,
+        cfg.dropout,
+        cfg.use_time,
+        cfg.modality_dropout,
+        span_days >= 14 if cfg.use_week is None else cfg.use_week,
+    )
+
+
+def balanced_probs(data: WindowDataset, shares: dict[tuple[str, int], float]) -> np.ndarray:
+    """Sampling probability per window so each (group, kind) gets its share of an epoch;
+    kind 1 = the last patch lies in a labelled case (anomaly or expected), 0 = normal.
+    User-labelled windows count ``weight`` times a simulated window of their kind."""
+    kinds, counts = [], {}
+    for g, (lab, scen) in zip(data.groups, data.labels, strict=True):
+        n = len(data.keys[len(kinds)])
+        kind = np.zeros(n, int) if lab is None else ((lab != 0) | (scen > 0)).astype(int)
+        kinds.append(kind)
+        if not g.meta.get("user"):
+            for k in (0, 1):
+                counts[(g.name, k)] = counts.get((g.name, k), 0) + int((kind == k).sum())
+    probs = []
+    for gi, (g, kind) in enumerate(zip(data.groups, kinds, strict=True)):
+        per = np.array(
+            [shares.get((g.name, k), 0.0) / max(counts.get((g.name, k), 0), 1) for k in (0, 1)]
+        )
+        p = per[kind]
+        if data.weights is not None:
+            p = p * data.weights[gi]
+        probs.append(p)
+    p = np.concatenate(probs)
+    return p / p.sum()
+
+
+class _EpochLog(L.Callback):
+    def __init__(self):
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        losses = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
+        log.info(
+            "epoch %d done at %.0fs: %s",
+            trainer.current_epoch,
+            time.perf_counter() - self.started,
+            losses,
+        )
+
+
+def fit_network(
+    net: ContextEncoder,
+    train: WindowDataset,
+    cfg: ModelConfig,
+    probs: np.ndarray | None = None,
+) -> dict:
+    """Lightning training; returns timing and the last logged losses."""
+    L.seed_everything(cfg.seed, workers=False, verbose=False)
+    module = AnomalyModule(net, lr=cfg.lr, scenario_weight=cfg.scenario_weight)
+    dm = AnomalyDataModule(train, cfg.batch_size, cfg.windows_per_epoch, probs, cfg.seed)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=cfg.epochs,
+        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        fast_dev_run=cfg.fast_dev_run,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        callbacks=[_EpochLog()],
+    )
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        # Lightning notes that the module's transfer_batch_to_device wins: that is intended.
+        warnings.filterwarnings("ignore", message=".*transfer_batch_to_device.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        trainer.fit(module, datamodule=dm)
+    net.eval()
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return {
+        "fit_seconds": time.perf_counter() - t,
+        "losses": logged,
+        "epochs": trainer.current_epoch,
+    }
+
+
+def error_scale(
+    net: ContextEncoder, train: WindowDataset, batch_size: int, max_windows: int = 20_000
+) -> dict[str, list[float]]:
+    """Typical (median) per-metric forecast error on training windows, per group."""
+    out: dict[str, list[float]] = {}
+    rng = np.random.default_rng(0)
+    with torch.inference_mode():
+        for gi, g in enumerate(train.groups):
+            if not g.values.shape[-1] or g.name in out:
+                continue
+            lo, hi = train.offsets[gi], train.offsets[gi + 1]
+            idx = np.arange(lo, hi)
+            if len(idx) > max_windows:
+                idx = np.sort(rng.choice(idx, max_windows, replace=False))
+            errs = []
+            for i in range(0, len(idx), batch_size):
+                batch = train.__getitems__(idx[i : i + batch_size].tolist())
+                out_b = net(batch.group, batch.x, batch.time, batch.logs)
+                errs.append(forecast_errors(out_b, batch, net.patch_steps).numpy())
+            e = np.concatenate(errs)
+            out[g.name] = np.maximum(np.median(e, axis=0), 1e-3).tolist()
+    return out
+
+
+class DetectorMethod:
+    """Telltale as a pipeline ``Method``."""
+
+    name = "telltale"
+
+    def __init__(self, detector: AnomalyDetector):
+        self.detector = detector
+
+    def raw(self, group: SeriesGroup, keys: np.ndarray, spec: FeatureSpec | None) -> dict:
+        return self.detector.score_group(group, keys, spec)
+
+
+def _data_hash(cfg: TrainConfig, configs: list) -> str:
+    h = hashlib.sha256(json.dumps([c.as_dict() for c in configs], sort_keys=True).encode())
+    for lw in cfg.extra_windows:
+        h.update(np.ascontiguousarray(lw.window.metrics, np.float32).tobytes())
+        h.update(
+            json.dumps(
+                [lw.label, lw.scenario, lw.window.level, lw.window.end, lw.window.logs]
+            ).encode()
+        )
+    return h.hexdigest()
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train on a simulated fleet (plus user windows), validate on another fleet, calibrate
+    and choose thresholds there, and write the artefact."""
+    torch.set_num_threads(cfg.threads)
+    mc = cfg.model
+    shape = mc.shape
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    train_seed, val_seed = simdata.train_seeds(cfg.test_seed, 2)
+    train_conf = simdata.fleet_config(
+        train_seed, cfg.nodes, cfg.hours, 0, simdata.TRAIN_RATES, n_instances=cfg.instances
+    )
+    val_conf = simdata.fleet_config(val_seed, cfg.val_nodes, cfg.val_hours, 1, simdata.TRAIN_RATES)
+
+    miner = LogMiner()
+    table = TemplateTable(mc.vocab_size)
+    train_data = simdata.simulate(train_conf, miner.mine, None, mc.patch_steps * mc.step_seconds)
+    classes = list(simdata.CLASSES)
+    extra, extra_ids = user_groups(cfg.extra_windows, shape, classes, miner)
+    # Every line gets its cluster's final template (drain3 generalises as it goes).
+    all_ids = [train_data.vm.logs.tmpl, train_data.host.logs.tmpl, *extra_ids]
+    uniq = np.unique(np.concatenate([a.astype(np.int64) for a in all_ids]))
+    pos = {int(c): table.add(miner.template(int(c))) for c in uniq}
+    remap = np.vectorize(lambda c: pos[int(c)], otypes=[np.int32])
+    for store in (train_data.vm.logs, train_data.host.logs):
+        store.tmpl = remap(store.tmpl) if len(store.tmpl) else store.tmpl
+    for g, ids in zip(extra, extra_ids, strict=True):
+        k, s = g.meta.pop("log_rows")
+        g.logs = LogStore.build(g.n_targets, g.n_steps, k, s, remap(ids) if len(ids) else ids)
+        g.metric_names = (
+            train_data.vm.metric_names if g.name == "vm" else train_data.host.metric_names
+        )
+    seed_templates = [t for t, _ in miner.templates_by_count()]
+    seconds["simulate_and_mine_train"] = time.perf_counter() - t0
+    log.info(
+        "training fleet: %d log lines mined in %.0fs",
+        train_data.n_lines,
+        seconds["simulate_and_mine_train"],
+    )
+
+    specs = {g.name: fit_spec(g.values, g.metric_names) for g in (train_data.vm, train_data.host)}
+    groups = [train_data.vm, train_data.host, *extra]
+    keys = [
+        windows_of(
+            g,
+            mc.window_steps,
+            mc.patch_steps,
+            mc.window_steps if not g.meta.get("user") else g.n_steps,
+        )
+        for g in groups
+    ]
+    weights = [
+        np.full(len(k), cfg.user_weight if g.meta.get("user") else 1.0, np.float32)
+        for g, k in zip(groups, keys, strict=True)
+    ]
+    train_set = WindowDataset(groups, keys, [specs[g.name] for g in groups], table, shape, weights)
+    shares = {("vm", 1): 0.4, ("vm", 0): 0.3, ("host", 1): 0.15, ("host", 0): 0.15}
+    probs = balanced_probs(train_set, shares)
+
+    sizes = {n: len(s.metric_names) for n, s in specs.items()}
+    net = build_net(mc, sizes, len(classes), True, cfg.hours / 24)
+    fit_info = fit_network(net, train_set, mc, probs)
+    seconds["fit"] = fit_info["fit_seconds"]
+
+    t1 = time.perf_counter()
+    detector = AnomalyDetector(
+        net,
+        specs,
+        shape,
+        "supervised",
+        classes,
+        table,
+        seed_templates,
+        err_scale=error_scale(net, train_set, mc.batch_size, 5000),
+        topk=mc.topk,
+    )
+    val_data = simdata.simulate(
+        val_conf, detector.template_indices, None, mc.patch_steps * mc.step_seconds
+    )
+    seconds["simulate_and_mine_val"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    method = DetectorMethod(detector)
+    scored = [
+        score(
+            method,
+            g,
+            windows_of(g, mc.window_steps, mc.patch_steps, mc.window_steps),
+            specs[g.name],
+            mc.patch_steps,
+        )
+        for g in (val_data.vm, val_data.host)
+    ]
+    detector.calibrators, levels = calibrate_and_select(
+        scored, val_data.segments, cfg.max_deceptive_fpr
+    )
+    detector.thresholds = Thresholds(default=max(levels.values(), default=50.0), groups=levels)
+    val_metrics = evaluate(scored, val_data.segments, levels)
+    true, pred = scenario_predictions(
+        scored, val_data.segments, classes, list(simdata.ANOMALY_NAMES)
+    )
+    val_metrics["scenario_accuracy"] = (
+        float(np.mean([a == b for a, b in zip(true, pred, strict=True)])) if true else None
+    )
+    seconds["calibrate"] = time.perf_counter() - t2
+    seconds["total"] = time.perf_counter() - t0
+    data_hash = _data_hash(cfg, [train_conf, val_conf])
+    metrics = {
+        "validation": val_metrics,
+        "thresholds": levels,
+        "seconds": seconds,
+        "train_windows": len(train_set),
+        "train_log_lines": int(train_data.n_lines),
+        "templates": len(seed_templates),
+        "losses": fit_info["losses"],
+        "data_hash": data_hash,
+        "train_seed": train_seed,
+        "val_seed": val_seed,
+    }
+    detector.metrics = metrics
+    detector.config = _config_dict(cfg)
+    out = None
+    if cfg.out_dir:
+        out = detector.save(cfg.out_dir)
+    data = {"train": train_data, "val": val_data, "specs": specs, "extra": extra}
+    return TrainResult(out, detector, metrics, seconds, data_hash, data)
+
+
+def calibrate_and_select(
+    scored: list[Scored],
+    segments: list,
+    max_deceptive_fpr: float,
+) -> tuple[dict[str, Calibrator], dict[str, float]]:
+    """Per-group calibration on normal validation windows, then per-group thresholds that
+    maximise validation event F1 at the deployment prior (deceptive FPR capped). Sets
+    ``calibrated`` on ``scored``."""
+    calibrators: dict[str, Calibrator] = {}
+    levels: dict[str, float] = {}
+    for s in scored:
+        cal = fit_calibrator([s], normal_only=bool((s.label >= 0).any()))
+        calibrators[s.group] = cal
+        s.calibrated = cal.transform(s.raw)
+    for s in scored:
+        names = set(s.targets)
+        segs = [seg for seg in segments if seg.targets & names]
+        if not any(seg.kind == "anomaly" for seg in segs):
+            levels[s.group] = 50.0
+            continue
+        prior = simdata.DEPLOYMENT_PRIOR.get(s.group)
+        levels[s.group], _ = select_threshold([s], segs, max_deceptive_fpr, prior)
+    return calibrators, levels
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    d["extra_windows"] = len(cfg.extra_windows)
+    return d
+
+
+def fit_detector(
+    groups: list[SeriesGroup],
+    specs: list[FeatureSpec | None],
+    mc: ModelConfig,
+    mode: str = "forecast",
+    classes: list[str] | None = None,
+    table: TemplateTable | None = None,
+    seed_templates: list[str] | None = None,
+    stride: int = 1,
+) -> AnomalyDetector:
+    """Train on any series groups (evaluation on real data): forecasting only unless
+    ``mode="supervised"``, in which case the groups' labels train the anomaly head."""
+    shape = mc.shape
+    first = max(2 * mc.patch_steps, mc.window_steps // 2)
+    keys = [windows_of(g, mc.window_steps, stride, first) for g in groups]
+    data = WindowDataset(groups, keys, specs, table, shape)
+    sizes = {
+        g.name: len(s.metric_names) if s is not None else 0
+        for g, s in zip(groups, specs, strict=True)
+    }
+    span = max((g.ts[-1] - g.ts[0]) / 86_400 for g in groups)
+    net = build_net(mc, sizes, len(classes or []), table is not None, span)
+    info = fit_network(net, data, mc)
+    cap = min(5000, mc.windows_per_epoch or 5000)
+    scale = error_scale(net, data, mc.batch_size, cap) if net.has_metrics else {}
+    by_name = {}
+    for g, s in zip(groups, specs, strict=True):
+        if s is not None:
+            by_name.setdefault(g.name, s)
+    det = AnomalyDetector(
+        net,
+        by_name,
+        shape,
+        mode,
+        list(classes or []),
+        table,
+        seed_templates,
+        err_scale=scale,
+        topk=mc.topk,
+    )
+    det.metrics = {"fit": info, "train_windows": len(data)}
+    return det
+
+
+def mine_training_logs(
+    texts: list[str], vocab_size: int
+) -> tuple[np.ndarray, TemplateTable, list[str]]:
+    """Mine a training corpus: (template index per line, table, seed templates)."""
+    miner = LogMiner()
+    table = TemplateTable(vocab_size)
+    ids = miner.mine(texts)
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    pos = np.array([table.add(miner.template(int(c))) for c in uniq], dtype=np.int32)
+    seeds = [t for t, _ in miner.templates_by_count()]
+    return (pos[inverse] if len(ids) else np.zeros(0, np.int32)), table, seeds

@@ -1,0 +1,82 @@
+"""Windows people labelled in the app ("anomaly", "normal", "expected"), as training data.
+
+Each window becomes one target of a per-level group whose time axis is shifted per target
+(``SeriesGroup.target_offset``), so windows from any day share one group and keep their
+own time of day. Their log lines are mined with the training miner like every other line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.anomaly.datamodule import WindowShape
+from models.anomaly.detector import Window
+from models.anomaly.features import SeriesGroup
+from models.anomaly.logmining import LogMiner
+
+
+@dataclass
+class LabeledWindow:
+    """A window a person judged: "anomaly", "normal" or "expected" (a deceptive normal,
+    e.g. a planned job), optionally with a scenario name (new names become new classes)."""
+
+    window: Window
+    label: str
+    scenario: str | None = None
+
+
+def user_groups(
+    windows: list[LabeledWindow], shape: WindowShape, classes: list[str], miner: LogMiner
+) -> tuple[list[SeriesGroup], list[np.ndarray]]:
+    """User-labelled windows as one group per level (each window its own target); their
+    log lines are mined with the training miner. Unknown scenarios extend ``classes``."""
+    by_level: dict[str, list[LabeledWindow]] = {}
+    for lw in windows:
+        if lw.label not in ("anomaly", "normal", "expected"):
+            raise ValueError(f"label must be anomaly, normal or expected, not {lw.label!r}")
+        by_level.setdefault(lw.window.level, []).append(lw)
+    groups, cluster_ids = [], []
+    W, dt = shape.window_steps, shape.step_seconds
+    for level, items in by_level.items():
+        M = items[0].window.metrics.shape[1]
+        values = np.full((W, len(items), M), np.nan, np.float32)
+        label = np.zeros((W, len(items)), np.int8)
+        scen = np.zeros((W, len(items)), np.int16)
+        t_idx, s_idx, texts = [], [], []
+        for k, lw in enumerate(items):
+            m = np.asarray(lw.window.metrics, np.float32)[-W:]
+            values[W - len(m) :, k] = m
+            name = lw.scenario or ("expected" if lw.label == "expected" else None)
+            if lw.label == "normal" and not lw.scenario:
+                name = "normal"
+            if name is not None and name not in classes:
+                classes.append(name)
+            label[:, k] = 1 if lw.label == "anomaly" else 0
+            scen[:, k] = classes.index(name) if name is not None else -1
+            start = float(lw.window.end) - W * dt
+            for ts, text in lw.window.logs:
+                s = int((float(ts) - start) // dt)
+                if 0 <= s < W:
+                    t_idx.append(k)
+                    s_idx.append(s)
+                    texts.append(text)
+        offsets = np.array([int(lw.window.end) - W * dt for lw in items], dtype=np.int64)
+        group = SeriesGroup(
+            level,
+            [],
+            np.arange(W, dtype=np.int64) * dt,
+            dt,
+            values,
+            [lw.window.target for lw in items],
+            None,
+            label,
+            scen,
+            {"user": True},
+            offsets,
+        )
+        group.meta["log_rows"] = (np.array(t_idx, np.int64), np.array(s_idx, np.int64))
+        groups.append(group)
+        cluster_ids.append(miner.mine(texts) if texts else np.zeros(0, np.int64))
+    return groups, cluster_ids

@@ -1,0 +1,252 @@
+"""Train the interference model: ``train(cfg) -> TrainResult``, a plain function.
+
+    from models.interference.train import TrainConfig, train
+    result = train(TrainConfig(out_dir="var/models/interference"))   # one simulated day
+
+Data: a simulated fleet per seed in ``cfg.seeds`` (or an exported dataset at
+``cfg.dataset``), cut into windows. Workload groups (simulator archetypes, lab victim
+benchmarks) decide the split: ``val_groups`` whole workloads are held out of fitting and
+used for early stopping and interval calibration, so both reflect unseen workloads.
+
+The artefact directory is self-contained: ``model.pt`` (weights), ``scaler.json`` (feature
+normalisation), ``calibration.json`` (conformal margin and validation coverage),
+``config.json`` (this config, the architecture and the feature dimensions) and
+``metrics.json`` (validation figures, sizes, seconds, data hash).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from models.interference.calibration import apply_margin, group_margin, interval_metrics
+from models.interference.components import build_net
+from models.interference.datamodule import InterferenceDataModule
+from models.interference.encoding import FeatureScaler
+from models.interference.features import Windows, windows_from_dataset
+from models.interference.module import InterferenceModule, predict_array
+
+ARTEFACT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "var/models/interference"
+    # Data: an exported dataset (simulator or lab) or simulated fleets, one per seed.
+    dataset: str | None = None
+    seeds: tuple[int, ...] = (101,)
+    n_nodes: int = 50
+    n_instances: int = 400
+    hours: float = 24.0
+    exclude_archetypes: tuple[str, ...] = ()  # absent from the training fleets altogether
+    val_groups: int = 2  # whole workloads held out for early stopping and calibration
+    window_steps: int = 20
+    stride_steps: int = 60
+    max_train_windows: int = 20_000
+    max_val_windows: int = 3_000
+    # Architecture
+    d_model: int = 32
+    n_heads: int = 4
+    n_layers: int = 2
+    dim_ff: int = 64
+    dropout: float = 0.1
+    hidden: int = 128
+    # Optimisation
+    epochs: int = 12
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    quantiles: tuple[float, float] = (0.05, 0.95)
+    coverage: float = 0.9
+    patience: int = 4
+    seed: int = 0
+    threads: int = 2
+    fast_dev_run: bool = False
+    extra: dict = field(default_factory=dict)  # free-form notes stored with the artefact
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    metrics: dict
+    seconds: float
+    n_train: int
+    n_val: int
+    data_hash: str
+
+
+class _BestWeights(L.Callback):
+    """Keeps the weights of the epoch with the lowest validation MAE (held-out workloads)."""
+
+    def __init__(self) -> None:
+        self.best = float("inf")
+        self.state: dict | None = None
+        self.epoch = -1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get("val_mae_pp")
+        if value is not None and float(value) < self.best:
+            self.best = float(value)
+            self.state = copy.deepcopy(pl_module.net.state_dict())
+            self.epoch = trainer.current_epoch
+
+
+def split_by_group(w: Windows, n_val_groups: int, seed: int) -> tuple[Windows, Windows, list[int]]:
+    """Hold out ``n_val_groups`` whole workload groups for validation."""
+    groups = np.unique(w.group)
+    if len(groups) <= n_val_groups:
+        raise ValueError(
+            f"need more than {n_val_groups} workload groups to hold some out, got {len(groups)}"
+        )
+    val = np.random.default_rng(seed).choice(groups, n_val_groups, replace=False)
+    is_val = np.isin(w.group, val)
+    return w.take(~is_val), w.take(is_val), sorted(int(g) for g in val)
+
+
+def data_hash(*parts: Windows) -> str:
+    h = hashlib.sha256()
+    for w in parts:
+        for arr in (w.victim, w.nbr_sum, w.capacity, w.p, w.group):
+            h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+def training_windows(cfg: TrainConfig) -> tuple[Windows, Windows, list[str]]:
+    """(fit, val, metric names) from ``cfg``'s dataset or simulated fleets."""
+    if cfg.dataset:
+        from models.interference.features import dataset_arrays
+
+        w, _ = windows_from_dataset(cfg.dataset, window=cfg.window_steps, stride=cfg.stride_steps)
+        names = dataset_arrays(cfg.dataset)["metric_names"]
+    else:
+        from ingest.simulator import VM_METRIC_NAMES
+        from models.interference.data import archetype_ids, simulated_windows
+
+        w = simulated_windows(
+            cfg.seeds,
+            n_nodes=cfg.n_nodes,
+            n_instances=cfg.n_instances,
+            hours=cfg.hours,
+            window=cfg.window_steps,
+            stride=cfg.stride_steps,
+            exclude=archetype_ids(cfg.exclude_archetypes),
+        )
+        names = list(VM_METRIC_NAMES)
+    w = w.take(~np.isnan(w.p))
+    fit, val, _ = split_by_group(w, cfg.val_groups, cfg.seed)
+    return fit, val, names
+
+
+def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = None) -> TrainResult:
+    """Fit, select the best epoch on validation workloads, calibrate, write the artefact.
+
+    ``data`` = (fit, val, metric names) skips data construction (the evaluation passes the
+    windows of each partition).
+    """
+    from models.interference.data import subsample
+
+    began = time.perf_counter()
+    torch.set_num_threads(cfg.threads)
+    L.seed_everything(cfg.seed, verbose=False)
+    fit, val, names = data if data is not None else training_windows(cfg)
+    fit = subsample(fit, cfg.max_train_windows, cfg.seed)
+    val = subsample(val, cfg.max_val_windows, cfg.seed + 1)
+    if not len(fit) or not len(val):
+        raise ValueError(f"not enough windows to train: {len(fit)} to fit, {len(val)} to validate")
+    scaler = FeatureScaler.fit(fit, names)
+    enc_fit, enc_val = scaler.encode(fit), scaler.encode(val)
+    arch = {
+        "d_model": cfg.d_model,
+        "n_heads": cfg.n_heads,
+        "n_layers": cfg.n_layers,
+        "dim_ff": cfg.dim_ff,
+        "dropout": cfg.dropout,
+        "hidden": cfg.hidden,
+    }
+    net = build_net(scaler.dims, **arch)
+    module = InterferenceModule(
+        net,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_fraction=cfg.warmup_fraction,
+        quantiles=cfg.quantiles,
+    )
+    best = _BestWeights()
+    callbacks: list[L.Callback] = [best]
+    if cfg.patience > 0:
+        callbacks.append(
+            L.pytorch.callbacks.EarlyStopping("val_mae_pp", patience=cfg.patience, mode="min")
+        )
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        fast_dev_run=cfg.fast_dev_run,
+        callbacks=callbacks,
+    )
+    trainer.fit(module, InterferenceDataModule(enc_fit, enc_val, cfg.batch_size, cfg.seed))
+    if best.state is not None:
+        net.load_state_dict(best.state)
+    raw = predict_array(net, enc_val)
+    margin = group_margin(raw, val.p, val.group, cfg.coverage)
+    calibrated = apply_margin(raw, margin)
+    calibration = {
+        "method": "split-conformal quantile regression, largest margin over held-out workloads",
+        "coverage_target": cfg.coverage,
+        "margin": margin,
+        "validation_raw": interval_metrics(raw, val.p),
+        "validation": interval_metrics(calibrated, val.p),
+        "n": len(val),
+    }
+    digest = data_hash(fit, val)
+    seconds = time.perf_counter() - began
+    metrics = {
+        "val_mae_pp": float(100 * np.abs(raw[:, 0] - val.p).mean()),
+        "val_mse_pp2": float(1e4 * ((raw[:, 0] - val.p) ** 2).mean()),
+        **{f"val_{k}": v for k, v in interval_metrics(calibrated, val.p).items()},
+        "best_epoch": best.epoch,
+        "epochs_run": trainer.current_epoch,
+        "n_train": len(fit),
+        "n_val": len(val),
+        "val_groups": sorted(int(g) for g in np.unique(val.group)),
+        "train_seconds": round(seconds, 1),
+        "threads": cfg.threads,
+        "data_hash": digest,
+    }
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), out / "model.pt")
+    _write(out / "scaler.json", scaler.to_dict())
+    _write(out / "calibration.json", calibration)
+    config = {
+        "version": ARTEFACT_VERSION,
+        "train": asdict(cfg),
+        "architecture": arch,
+        "dims": scaler.dims,
+        "metric_names": names,
+        "window_steps": cfg.window_steps,
+        "data_hash": digest,
+    }
+    _write(out / "config.json", config)
+    _write(out / "metrics.json", metrics)
+    return TrainResult(out, metrics, seconds, len(fit), len(val), digest)
+
+
+def _write(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,1 @@
+"""Causal mitigation engine for unhealthy nodes (see docs/mitigation.md)."""

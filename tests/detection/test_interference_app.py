@@ -1,0 +1,107 @@
+"""Interference predictions from the store for the whole fleet, what-if placement (page and
+API), and the clear refusals schedulers need."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.urls import reverse
+
+from ingest.simulator import ScenarioRates, SimConfig, Simulator
+from tests.conftest import bearer, promote_artefact
+from webapp.detection.interference import predict_fleet
+from webapp.detection.models import InterferencePrediction
+from webapp.telemetry import query
+from webapp.telemetry.models import Instance, Node
+from webapp.telemetry.simulation import backfill
+from webapp.telemetry.stats import ingest_stats
+
+
+@pytest.fixture
+def fleet(store):
+    start = (int(time.time()) - 3600) // 60 * 60
+    sim = Simulator(
+        SimConfig(
+            seed=5,
+            n_nodes=2,
+            n_instances=8,
+            start=start,
+            hours=2.0,
+            rates=ScenarioRates(0, 0, 0, scheduled=False),
+        )
+    )
+    backfill(sim)
+    ingest_stats.flush()
+    return sim
+
+
+def test_predictions_for_every_placed_instance(fleet, interference_artefact):
+    promote_artefact("interference", interference_artefact)
+    now_ms = int(time.time() * 1000)
+    n = predict_fleet(now_ms)
+    placed = Instance.objects.filter(node__isnull=False).count()
+    assert n == placed == InterferencePrediction.objects.count()
+    for p in InterferencePrediction.objects.all():
+        assert 0 <= p.p_low <= p.p <= p.p_high <= 1
+    assert predict_fleet(now_ms) == n and InterferencePrediction.objects.count() == n  # same minute
+    assert len(query.select("telltale_interference_p")) == n
+    worst = InterferencePrediction.objects.order_by("p").first()
+    neighbours = Instance.objects.filter(node=worst.node).exclude(pk=worst.instance_id).count()
+    assert len(worst.neighbours) == min(neighbours, 5)
+
+
+def _what_if(client, body, **headers):
+    return client.post(
+        reverse("what_if_api"), json.dumps(body), content_type="application/json", **headers
+    )
+
+
+def test_what_if_api(fleet, interference_artefact, make_token, client):
+    promote_artefact("interference", interference_artefact)
+    token = bearer(make_token("read"))
+    moved = Instance.objects.filter(node__isnull=False).first()
+    target = Node.objects.exclude(pk=moved.node_id).first()
+    response = _what_if(client, {"instance": moved.name, "node": target.name}, **token)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["moved"]["instance"] == moved.name and 0 <= body["moved"]["p"] <= 1
+    assert {r["instance"] for r in body["existing"]} == set(
+        Instance.objects.filter(node=target).values_list("name", flat=True)
+    )
+    assert _what_if(client, {"instance": "nope", "node": target.name}, **token).status_code == 404
+    assert (
+        _what_if(client, {"instance": moved.name, "node": "nope"}, **token).json()["field"]
+        == "node"
+    )
+    assert _what_if(client, {"instance": moved.name}, **token).json()["field"] == "node"
+    same = _what_if(client, {"instance": moved.name, "node": moved.node.name}, **token)
+    assert same.status_code == 400 and "already runs" in same.json()["error"]
+    empty = Node.objects.create(name="bare-metal-unknown")
+    refused = _what_if(client, {"instance": moved.name, "node": empty.name}, **token)
+    assert refused.status_code == 409 and "capacity" in refused.json()["error"]
+    assert _what_if(client, {"instance": moved.name, "node": target.name}).status_code == 401
+
+
+def test_what_if_without_a_model_says_so(fleet, viewer_client):
+    moved = Instance.objects.filter(node__isnull=False).first()
+    target = Node.objects.exclude(pk=moved.node_id).first()
+    response = _what_if(viewer_client, {"instance": moved.name, "node": target.name})
+    assert response.status_code == 409 and "no interference model" in response.json()["error"]
+
+
+def test_interference_pages(fleet, interference_artefact, viewer_client):
+    promote_artefact("interference", interference_artefact)
+    predict_fleet()
+    assert viewer_client.get(reverse("interference")).status_code == 200
+    node = Node.objects.first()
+    page = viewer_client.get(reverse("interference_node", args=[node.name]))
+    assert page.status_code == 200 and page.context["heatmap"]["data"][0]["type"] == "heatmap"
+    instance = Instance.objects.filter(node__isnull=False).first()
+    assert (
+        viewer_client.get(reverse("interference_instance", args=[instance.name])).status_code == 200
+    )
+    target = Node.objects.exclude(pk=instance.node_id).first()
+    page = viewer_client.get(reverse("what_if"), {"instance": instance.name, "node": target.name})
+    assert page.context["result"]["moved"]["instance"] == instance.name

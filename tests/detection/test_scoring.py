@@ -1,0 +1,111 @@
+"""The promoted anomaly model scores live data from the store, idempotently, and its
+events become anomalies, incident signals and training labels."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ingest.simulator import ScenarioRates, SimConfig, Simulator
+from tests.conftest import promote_artefact
+from webapp.detection import labels, scoring, services
+from webapp.detection.models import Anomaly
+from webapp.telemetry import query
+from webapp.telemetry.models import Instance, Node
+from webapp.telemetry.simulation import backfill
+from webapp.telemetry.stats import ingest_stats
+
+
+@pytest.fixture
+def live_fleet(store):
+    now = int(time.time())
+    start = (now - 2 * 3600) // 60 * 60
+    sim = Simulator(
+        SimConfig(
+            seed=21,
+            n_nodes=2,
+            n_instances=8,
+            start=start,
+            hours=3.0,
+            rates=ScenarioRates(12.0, 0.5, 6.0),
+        )
+    )
+    backfill(sim)
+    ingest_stats.flush()
+    return sim
+
+
+def test_scoring_writes_scores_and_is_idempotent(live_fleet, anomaly_artefact):
+    version = promote_artefact("anomaly", anomaly_artefact)
+    now_ms = int(time.time() * 1000)
+    first = scoring.score_fleet(now_ms)
+    assert first["scored"] == Instance.objects.count() + Node.objects.count() > 0
+    series = query.select("telltale_anomaly_score")
+    assert len(series) == first["scored"]
+    assert {s.labels["level"] for s in series} == {"vm", "host"}
+    anomalies = Anomaly.objects.count()
+    again = scoring.score_fleet(now_ms)
+    assert again["scored"] == first["scored"] and Anomaly.objects.count() == anomalies
+    data = query.get_store().read_raw([s.id for s in series], now_ms - 120_000, now_ms + 1)
+    assert all(len(ts) == 1 for ts, _ in data.values())  # one score per target and minute
+    for a in Anomaly.objects.all():
+        assert a.model_version == version and 0 <= a.score <= 100
+        assert a.attribution["metrics"] and all(
+            0 <= share <= 1 for _, share in a.attribution["metrics"]
+        )
+
+
+def test_without_a_promoted_model_nothing_is_scored(live_fleet):
+    assert scoring.score_fleet()["scored"] == 0
+
+
+def test_labels_become_training_windows(live_fleet, anomaly_artefact, users):
+    version = promote_artefact("anomaly", anomaly_artefact)
+    instance = Instance.objects.first()
+    from datetime import UTC, datetime, timedelta
+
+    end = datetime.now(tz=UTC) - timedelta(minutes=5)
+    anomaly = Anomaly.objects.create(
+        level="vm",
+        instance=instance,
+        start=end - timedelta(minutes=10),
+        end=end,
+        score=80,
+        model_version=version,
+    )
+    services.label_anomaly(anomaly, "false_positive", actor=users.operator)
+    judged = labels.judgements()
+    assert [(j.label, j.target_id) for j in judged] == [("normal", instance.pk)]
+    from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
+
+    windows = labels.labelled_windows(
+        {"vm": list(VM_METRIC_NAMES), "host": list(HOST_METRIC_NAMES)}, 240, 15
+    )
+    assert len(windows) == 1 and windows[0].label == "normal"
+    assert windows[0].window.metrics.shape == (240, len(VM_METRIC_NAMES))
+    assert (windows[0].window.metrics == windows[0].window.metrics).any()
+
+
+def test_labelling_needs_the_operator_role(viewer_client, operator_client, anomaly_artefact, db):
+    from django.urls import reverse
+
+    version = promote_artefact("anomaly", anomaly_artefact)
+    node = Node.objects.create(name="n")
+    from django.utils import timezone
+
+    anomaly = Anomaly.objects.create(
+        level="host",
+        node=node,
+        start=timezone.now(),
+        end=timezone.now(),
+        score=70,
+        model_version=version,
+    )
+    url = reverse("anomaly_label", args=[anomaly.pk])
+    assert viewer_client.post(url, {"label": "true_positive"}).status_code == 403
+    operator_client.post(url, {"label": "expected", "scenario": "scheduled_backup"})
+    anomaly.refresh_from_db()
+    assert (anomaly.label, anomaly.label_scenario) == ("expected", "scheduled_backup")
+    page = viewer_client.get(reverse("anomaly_detail", args=[anomaly.pk]))
+    assert page.status_code == 200

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from webapp.core.models import AuditEvent
+from webapp.detection import versions
+from webapp.detection.models import ModelVersion
+
+
+def _trained(kind="anomaly", **kw):
+    v = versions.create_version(kind)
+    ModelVersion.objects.filter(pk=v.pk).update(training_state=ModelVersion.SUCCEEDED, **kw)
+    v.refresh_from_db()
+    return v
+
+
+def test_versions_are_numbered_per_kind(db):
+    assert [versions.create_version("anomaly").version for _ in range(3)] == [1, 2, 3]
+    assert versions.create_version("mitigation").version == 1
+    with pytest.raises(ValueError):
+        versions.create_version("weather")
+
+
+def test_promote_retires_the_previous_and_rollback_brings_it_back(db, users):
+    first, second = _trained(), _trained()
+    versions.promote(first, actor=users.admin)
+    versions.promote(second, actor=users.admin)
+    first.refresh_from_db()
+    assert first.status == "retired" and versions.promoted("anomaly") == second
+    assert ModelVersion.objects.filter(kind="anomaly", status="promoted").count() == 1
+    back = versions.rollback("anomaly", actor=users.admin)
+    assert back == first and versions.promoted("anomaly") == first
+    assert AuditEvent.objects.filter(action="model.promoted").count() == 3
+
+
+def test_only_trained_versions_can_be_promoted(db):
+    queued = versions.create_version("anomaly")
+    with pytest.raises(ValueError, match="successfully trained"):
+        versions.promote(queued)
+    with pytest.raises(ValueError, match="no earlier"):
+        versions.rollback("interference")
+
+
+def test_failed_training_is_recorded_not_raised(db, monkeypatch):
+    from webapp.detection import training
+
+    def broken(version):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setitem(training.TRAINERS, "anomaly", broken)
+    version = versions.run_training(versions.create_version("anomaly").pk)
+    assert version.training_state == "failed" and "out of memory" in version.error
+
+
+def test_model_pages_and_permissions(viewer_client, admin_client, db):
+    version = _trained(metrics={"validation.f1": 0.9})
+    assert viewer_client.get(reverse("model_list")).status_code == 200
+    assert viewer_client.get(reverse("model_detail", args=[version.pk])).status_code == 200
+    assert viewer_client.post(reverse("model_promote", args=[version.pk])).status_code == 403
+    assert viewer_client.post(reverse("model_train", args=["anomaly"])).status_code == 403
+    admin_client.post(reverse("model_promote", args=[version.pk]), {"reason": "better"})
+    version.refresh_from_db()
+    assert version.status == "promoted"
+    progress = viewer_client.get(reverse("model_progress", args=[version.pk])).json()
+    assert progress["state"] == "succeeded"
+
+
+def test_retraining_is_not_queued_twice(db):
+    first = versions.request_retraining("mitigation")
+    assert first and versions.request_retraining("mitigation") == 0

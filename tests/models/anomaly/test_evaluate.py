@@ -1,0 +1,139 @@
+"""The evaluation CLI on tiny slices of every dataset format.
+
+Slices are cut from ../shared/datasets into a temporary folder with the same layout and
+passed with --path (which is how the command covers other machines or files of the same
+dataset); the tests skip when the shared datasets are absent.
+"""
+
+import argparse
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from models.anomaly import evaluate
+from models.anomaly.datasets import dataset_root, load_array_pickle
+
+ROOT = dataset_root()
+
+
+def _needs(folder: str):
+    return pytest.mark.skipif(
+        not (ROOT / folder).exists(),
+        reason=f"shared dataset {ROOT / folder} is absent (set TELLTALE_DATASETS)",
+    )
+
+
+def _run(tmp_path, dataset, path=None, **kw):
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    out = tmp_path / f"{dataset}.json"
+    argv = ["--dataset", dataset, "--quick", "--threads", "1", "--json", str(out)]
+    if path is not None:
+        argv += ["--path", str(path)]
+    for k, v in kw.items():
+        argv += [f"--{k}", str(v)]
+    args = parser.parse_args(argv)
+    result = evaluate.run(args)
+    out.write_text(json.dumps(result, default=float))
+    table = evaluate.format_table(result)
+    loaded = json.loads(out.read_text())
+    assert loaded["dataset"] == dataset
+    methods = [r["method"] for r in loaded["rows"]]
+    assert methods[0] == "telltale" and len(methods) >= 2
+    for row in loaded["rows"]:
+        for key in evaluate.ROW_KEYS:
+            assert key in row
+        for key in ("precision", "recall", "f1", "pa_f1", "event_recall"):
+            assert row[key] is None or 0.0 <= row[key] <= 1.0
+    assert "telltale" in table and loaded["main_metric"] in table
+    return loaded
+
+
+def _dump(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        pickle.dump(np.asarray(array), fh)
+
+
+@_needs("SMD")
+def test_smd_slice(tmp_path):
+    src = ROOT / "SMD" / "processed"
+    dst = tmp_path / "SMD" / "processed"
+    _dump(dst / "m_train.pkl", load_array_pickle(src / "machine-2-1_train.pkl")[:1500])
+    _dump(dst / "m_test.pkl", load_array_pickle(src / "machine-2-1_test.pkl")[6300:7100])
+    _dump(
+        dst / "m_test_label.pkl", load_array_pickle(src / "machine-2-1_test_label.pkl")[6300:7100]
+    )
+    result = _run(tmp_path, "smd", tmp_path / "SMD")
+    assert [s["name"] for s in result["splits"]] == ["m"]
+    assert result["rows"][0]["deceptive_fpr"] is None and result["rows"][0]["nab_score"] is None
+
+
+@_needs("ASD")
+def test_asd_slice(tmp_path):
+    src = ROOT / "ASD" / "data" / "processed"
+    dst = tmp_path / "ASD" / "data" / "processed"
+    for entity in ("omi-6", "omi-9"):
+        _dump(dst / f"{entity}_train.pkl", load_array_pickle(src / f"{entity}_train.pkl")[:600])
+        _dump(dst / f"{entity}_test.pkl", load_array_pickle(src / f"{entity}_test.pkl")[300:500])
+        labels = load_array_pickle(src / f"{entity}_test_label.pkl")[300:500]
+        _dump(dst / f"{entity}_test_label.pkl", labels)
+    result = _run(tmp_path, "asd", tmp_path / "ASD")
+    assert len(result["splits"]) == 2  # every entity found under --path, plus the mean
+
+
+@_needs("NAB")
+def test_nab_slice(tmp_path):
+    dst = tmp_path / "NAB"
+    for rel in (
+        "data/realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv",
+        "data/artificialNoAnomaly/art_daily_small_noise.csv",
+        "labels/combined_windows.json",
+    ):
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "NAB" / rel, dst / rel)
+    result = _run(tmp_path, "nab", dst)
+    assert result["rows"][0]["nab_score"] is not None
+
+
+@_needs("loghub/BGL")
+def test_bgl_slice(tmp_path):
+    dst = tmp_path / "loghub" / "BGL"
+    dst.mkdir(parents=True)
+    lines = (ROOT / "loghub" / "BGL" / "BGL_2k.log").read_text().splitlines()[:400]
+    (dst / "BGL_2k.log").write_text("\n".join(lines) + "\n")
+    result = _run(tmp_path, "bgl", tmp_path / "loghub")
+    assert [r["method"] for r in result["rows"]] == ["telltale", "tfidf_logreg"]
+
+
+@_needs("Nezha")
+def test_nezha_slice(tmp_path):
+    src = ROOT / "Nezha" / "rca_data" / "2023-01-29"
+    dst = tmp_path / "Nezha" / "rca_data" / "2023-01-29"
+    (dst / "metric").mkdir(parents=True)
+    (dst / "log").mkdir()
+    shutil.copy(src / "2023-01-29-fault_list.json", dst)
+    for f in sorted((src / "metric").glob("ts-*_metric.csv"))[:6]:
+        shutil.copy(f, dst / "metric" / f.name)
+    travel = next((src / "metric").glob("ts-travel-service-*_metric.csv"))
+    shutil.copy(travel, dst / "metric" / travel.name)
+    shutil.copy(src / "log" / "10_20_log.csv", dst / "log")
+    result = _run(tmp_path, "nezha", tmp_path / "Nezha")
+    assert result["main_metric"] == "event_f1"
+
+
+def test_sim_quick_run_uses_an_unseen_seed(tmp_path):
+    result = _run(tmp_path, "sim", seed=5)
+    assert result["test_fleet"]["seed"] == 5
+    assert 5 not in (result["training"]["train_seed"], result["training"]["val_seed"])
+    row = result["rows"][0]
+    assert row["deceptive_fpr"] is None or 0.0 <= row["deceptive_fpr"] <= 1.0
+    assert {r["method"] for r in result["rows"]} == {
+        "telltale",
+        "robust_z",
+        "isolation_forest",
+        "tfidf_logreg",
+    }

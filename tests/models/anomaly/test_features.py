@@ -1,0 +1,92 @@
+"""Features: transforms, robust normalisation, time features, log stores and bags."""
+
+import numpy as np
+import pytest
+
+from models.anomaly.features import (
+    LogStore,
+    SeriesGroup,
+    fit_spec,
+    log_batch,
+    metric_summaries,
+    time_features,
+    transform,
+    windows_of,
+)
+from models.anomaly.logmining import TemplateTable
+
+
+def test_counter_becomes_increase_and_resets_are_zero():
+    x = np.array([[[10.0], [12.0], [15.0], [1.0], [4.0]]], np.float32)  # [B, T, M]
+    out = transform(x, ["diff"])[0, :, 0]
+    expected = np.sign([0, 2, 3, 0, 3]) * np.log1p([0, 2, 3, 0, 3])
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_fit_spec_picks_transforms_and_robust_scale():
+    rng = np.random.default_rng(0)
+    T, K = 500, 4
+    values = np.stack(
+        [
+            rng.normal(0.5, 0.1, (T, K)),  # a ratio
+            rng.lognormal(10, 2, (T, K)),  # heavy-tailed bytes
+            np.cumsum(rng.poisson(1, (T, K)), axis=0),  # counter
+        ],
+        axis=-1,
+    ).astype(np.float32)
+    spec = fit_spec(values, ["cpu_ratio", "bytes_per_second", "restarts_total"])
+    assert spec.kinds == ["none", "log", "diff"]
+    assert abs(spec.center[0] - 0.5) < 0.05
+    assert all(s > 0 for s in spec.scale)
+
+
+def test_summaries_are_relative_to_history_and_count_missing():
+    spec = fit_spec(np.ones((50, 1, 2), np.float32) * np.array([1.0, 5.0]), ["a", "b"])
+    spec.scale = [1.0, 1.0]
+    W, p = 12, 4
+    v = np.full((1, W, 2), 3.0, np.float32)
+    v[0, -p:, 0] = 7.0  # jump in the last patch of metric a
+    v[0, 2, 1] = np.nan
+    v[0, 4:8, 1] = np.nan  # a whole patch of b missing
+    s = metric_summaries(v, spec, p)
+    assert s.shape == (1, 3, 2, 5)
+    assert s[0, -1, 0, 2] > 3 and s[0, -1, 0, 3] > 3  # local mean and peak: far above history
+    assert s[0, 0, 0, 2] == 0 and s[0, 0, 0, 1] == 0  # history: at its own level, flat
+    assert s[0, -1, 0, 0] == 7.0 - spec.center[0]  # global: centred on the training median
+    assert s[0, 0, 1, 4] == 0.25 and s[0, 1, 1, 4] == 1.0 and s[0, 1, 1, 0] == 0.0
+    assert np.isfinite(s).all()
+
+
+def test_time_features_follow_the_clock():
+    monday_noon = 1_736_121_600 + 12 * 3600
+    tf = time_features(np.array([monday_noon, monday_noon + 86_400 * 7]), 300, 3)
+    assert tf.shape == (2, 3, 4)
+    np.testing.assert_allclose(tf[0], tf[1], atol=1e-6)  # same time a week later
+    np.testing.assert_allclose(tf[0, -1, :2], [0.0, -1.0], atol=1e-6)  # noon
+
+
+def test_log_store_windows_and_bags():
+    table = TemplateTable(256)
+    a, b = table.add("disk <*> full"), table.add("backup started")
+    # target 0: template a twice at step 3, b at step 9; target 1: b at step 2
+    store = LogStore.build(
+        2, 12, np.array([0, 0, 0, 1]), np.array([3, 3, 9, 2]), np.array([a, a, b, b])
+    )
+    win, in_w, tmpl, count = store.window_entries(np.array([0, 1]), np.array([12, 8]), 8)
+    rows = sorted(zip(win.tolist(), in_w.tolist(), tmpl.tolist(), count.tolist(), strict=True))
+    assert rows == [(0, 5, b, 1.0), (1, 2, b, 1.0)]  # step 3 of target 0 is outside [4, 12)
+    win, in_w, tmpl, count = store.window_entries(np.array([0]), np.array([12]), 12)
+    bags = log_batch(win, in_w, tmpl, count, 4, 3, table)
+    weights = dict(zip(bags.bag.tolist(), bags.weight.tolist(), strict=True))
+    assert weights[0] == pytest.approx(np.log1p(2.0))  # patch 0: template a twice
+    assert weights[2] == pytest.approx(np.log1p(1.0))  # patch 2: template b once
+    assert len(bags.offsets) == 2
+
+
+def test_windows_skip_targets_that_are_not_running():
+    values = np.ones((10, 2, 1), np.float32)
+    values[:, 1] = np.nan
+    g = SeriesGroup("vm", ["m"], np.arange(10) * 15, 15, values, ["a", "b"])
+    keys = windows_of(g, 4, 2, 4)
+    assert set(keys[:, 0]) == {0}
+    assert keys[:, 1].tolist() == [4, 6, 8, 10]

@@ -1,0 +1,102 @@
+"""Network and LightningModule: shapes, the no-leak attention mask, losses."""
+
+import numpy as np
+import torch
+
+from models.anomaly.components import ContextEncoder, context_mask
+from models.anomaly.module import AnomalyModule, raw_scores
+from tests.models.anomaly.conftest import make_batch
+
+
+def _net(**kw):
+    args = {
+        "groups": {"vm": 3},
+        "window_steps": 12,
+        "patch_steps": 4,
+        "vocab_size": 512,
+        "n_classes": 5,
+        "d_model": 16,
+        "n_layers": 2,
+        "n_heads": 2,
+        "ff": 32,
+        "dropout": 0.0,
+    }
+    return ContextEncoder(**{**args, **kw}).eval()
+
+
+def test_forward_shapes(spec, table):
+    batch = make_batch(spec, table)
+    out = _net()(batch.group, batch.x, batch.time, batch.logs)
+    assert out["anomaly"].shape == (4,)
+    assert out["scenario"].shape == (4, 5)
+    assert out["forecast"].shape == (4, 3, 2)
+
+
+def test_forecast_cannot_see_the_patch_it_forecasts(spec, table):
+    net = _net()
+    batch = make_batch(spec, table)
+    before = net(batch.group, batch.x, batch.time, batch.logs)
+    x = batch.x.clone()
+    x[:, -1] += 5.0  # change only the last metric patch
+    after = net(batch.group, x, batch.time, batch.logs)
+    torch.testing.assert_close(before["forecast"], after["forecast"])
+    assert not torch.allclose(before["anomaly"], after["anomaly"])  # CLS does see it
+
+
+def test_logs_reach_the_forecast_and_the_classifier(spec, table):
+    net = _net()
+    batch = make_batch(spec, table)
+    with_logs = net(batch.group, batch.x, batch.time, batch.logs)
+    w = torch.zeros_like(batch.logs.weight)
+    without = net(batch.group, batch.x, batch.time, batch.logs, log_weight=w)
+    assert not torch.allclose(with_logs["forecast"], without["forecast"])
+    assert not torch.allclose(with_logs["anomaly"], without["anomaly"])
+
+
+def test_mask_layouts():
+    m = context_mask(3, metrics=True, logs=True)
+    assert m.shape == (8, 8)
+    current = 4  # CLS, FCST, m1, m2, m3
+    assert not m[0].any()  # CLS reads everything
+    assert m[1:, 0].all() and m[1, current] and not m[current, current]
+    assert context_mask(3, metrics=False, logs=True).shape == (4, 4)
+
+
+def test_log_only_and_metric_only_networks(spec, table):
+    batch = make_batch(spec, table)
+    logs_only = _net(groups={"bgl": 0})
+    out = logs_only("bgl", None, batch.time, batch.logs)
+    assert "forecast" not in out and out["anomaly"].shape == (4,)
+    metrics_only = _net(vocab_size=0)
+    plain = make_batch(spec, table, logs=False)
+    assert metrics_only("vm", plain.x, plain.time, None)["forecast"].shape == (4, 3, 2)
+
+
+def test_losses_and_one_optimisation_step(spec, table):
+    net = _net(dropout=0.1).train()
+    module = AnomalyModule(net, lr=1e-2)
+    batch = make_batch(spec, table)
+    batch.label[:] = torch.tensor([1.0, 0.0, -1.0, 0.0])
+    batch.scenario[:] = torch.tensor([2, 0, -1, 1])
+    parts = module.losses(batch, module(batch))
+    assert set(parts) == {"forecast", "anomaly", "scenario"}
+    loss = sum(parts.values())
+    loss.backward()
+    assert all(p.grad is not None for p in net.anomaly_head.parameters())
+    scores = raw_scores(module(batch), batch, "forecast", 4, torch.ones(3))
+    assert scores.shape == (4,) and bool((scores >= 0).all())
+    assert np.isfinite(loss.item())
+
+
+def test_modality_dropout_hides_one_modality_from_the_classifier():
+    net = _net(modality_dropout=0.3).train()
+    torch.manual_seed(3)
+    mask = net._dropout_mask(64, torch.device("cpu")).reshape(64, 2, 8, 8)[:, 0]
+    base = net.attn_mask
+    metrics_off = mask[:, 0, 2:5].all(1) & ~base[0, 2:5].any()
+    logs_off = mask[:, 0, 5:8].all(1)
+    assert metrics_off.any() and logs_off.any() and (~metrics_off & ~logs_off).any()
+    assert not (metrics_off & logs_off).any()
+    assert not mask.all(-1).any()  # every token can still attend somewhere
+    # The forecast path keeps its metric history whatever was dropped.
+    assert not mask[:, 1, 2:4].any()

@@ -1,0 +1,64 @@
+"""Calibration, thresholds, event merging and attribution merging."""
+
+import numpy as np
+
+from models.anomaly.postprocess import (
+    Calibrator,
+    Thresholds,
+    event_spans,
+    merge_attributions,
+    merge_events,
+    threshold,
+)
+
+
+def test_calibration_maps_exceedance_to_0_100_monotonically():
+    rng = np.random.default_rng(0)
+    cal = Calibrator.fit(rng.normal(size=20_000))
+    x = np.linspace(-3, 8, 200)
+    s = cal.transform(x)
+    assert np.all(np.diff(s) >= -1e-9)
+    assert s[0] < 1 and s[-1] == 100.0
+    # The 99.9th percentile of the validation scores sits near 50 (one in a thousand).
+    assert abs(cal.transform(np.array([3.09]))[0] - 50) < 6
+    # Beyond everything seen, scores still rank (tail model), and NaN means "no evidence".
+    assert cal.transform(np.array([4.5]))[0] > cal.transform(np.array([4.0]))[0]
+    assert cal.transform(np.array([np.nan]))[0] == 0.0
+
+
+def test_calibration_round_trips_and_handles_ties():
+    raw = np.r_[np.zeros(900), np.arange(100.0)]
+    cal = Calibrator.fit(raw)
+    again = Calibrator.from_dict(cal.as_dict())
+    np.testing.assert_allclose(cal.transform(raw), again.transform(raw))
+    assert cal.transform(np.array([0.0]))[0] < 10
+
+
+def test_thresholds_per_group():
+    t = Thresholds(default=50, groups={"host": 70})
+    assert t.for_group("vm") == 50 and t.for_group("host") == 70
+    assert threshold(np.array([49.0, 50.0, 71.0]), 50).tolist() == [False, True, True]
+    assert Thresholds.from_dict(t.as_dict()) == t
+
+
+def test_event_spans_bridge_small_gaps():
+    flags = np.array([0, 1, 1, 0, 1, 0, 0, 0, 1], bool)
+    assert event_spans(flags) == [(1, 2), (4, 4), (8, 8)]
+    assert event_spans(flags, max_gap=1) == [(1, 4), (8, 8)]
+    assert event_spans(np.zeros(4, bool)) == []
+
+
+def test_merge_events_orders_by_time_and_reports_peak():
+    times = np.array([300.0, 0.0, 100.0, 200.0, 500.0])
+    scores = np.array([10.0, 60.0, 90.0, 55.0, 70.0])
+    events = merge_events("vm:a", times, scores, 50, max_gap=0)
+    assert [(e.start, e.end) for e in events] == [(0.0, 200.0), (500.0, 500.0)]
+    assert events[0].peak == 90.0 and events[0].peak_time == 100.0 and events[0].n_points == 3
+
+
+def test_merge_attributions_weights_and_normalises():
+    merged = merge_attributions(
+        [[("cpu", 0.8), ("disk", 0.2)], [("disk", 1.0)]], weights=[1.0, 3.0]
+    )
+    assert merged[0][0] == "disk"
+    assert abs(sum(s for _, s in merged) - 1.0) < 1e-9

@@ -1,0 +1,30 @@
+"""The evaluation command's quick mode: every method, the JSON shape the app reads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from models.interference.evaluate import add_arguments, format_table, run
+
+
+def test_quick_sim_evaluation_writes_rows_for_every_method(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = tmp_path / "result.json"
+    args = parser.parse_args(
+        ["--dataset", "sim", "--quick", "--partitions", "1", "--seed", "3", "--json", str(out)]
+    )
+    result = run(args, log=lambda _: None)
+    saved = json.loads(out.read_text())
+    assert saved["dataset"] == "sim"
+    methods = [r["method"] for r in saved["rows"]]
+    assert methods == ["telltale", "random_forest", "gradient_boosting", "linear", "lstm", "mean"]
+    tt = saved["rows"][0]
+    for key in ("mae", "mae_std", "mse", "coverage", "interval_width"):
+        assert isinstance(tt[key], float)
+    assert saved["rows"][1]["coverage"] is None
+    part = saved["partitions"][0]
+    assert not set(part["test_workloads"]) & set(part["val_workloads"])
+    assert part["train_seed"] != 3
+    assert "telltale" in format_table(result) and "random_forest" in format_table(result)

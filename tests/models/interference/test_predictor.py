@@ -1,0 +1,122 @@
+"""Serving API: predictions, attribution, what-if and its validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.interference.predictor import (
+    InterferencePredictor,
+    NeighbourInput,
+    Prediction,
+    VictimInput,
+    WhatIfError,
+)
+
+CAP = {"cores": 64, "mem_gb": 384, "llc_mb": 38.5, "membw": 110e9, "net": 3.125e9, "disk": 1.2e9}
+
+
+@pytest.fixture(scope="module")
+def model(trained) -> InterferencePredictor:
+    return InterferencePredictor.load(trained)
+
+
+def _victim(w, i: int, k: int = 3, t: int | None = None) -> VictimInput:
+    """Victim i of the windows with k neighbours borrowed from other windows."""
+    t = t or w.victim.shape[1]
+    nbrs = [NeighbourInput(f"n{j}", w.victim[(i + j + 1) % len(w)][-t:]) for j in range(k)]
+    return VictimInput(f"v{i}", w.victim[i][-t:], nbrs, CAP)
+
+
+def test_artefact_is_self_contained(trained, model):
+    for name in ("model.pt", "scaler.json", "calibration.json", "config.json", "metrics.json"):
+        assert (trained / name).exists()
+    assert model.metric_names[0] == "vm_cpu_utilization_ratio" and model.window_steps == 20
+    assert 0 < model.coverage < 1
+
+
+def test_predict_variable_length_nan_and_no_neighbours(model, sim_windows):
+    w = sim_windows
+    victims = [_victim(w, 0), _victim(w, 1, k=0), _victim(w, 2, t=7), _victim(w, 3, k=1, t=40)]
+    victims[0].matrix = victims[0].matrix.copy()
+    victims[0].matrix[::3, 4] = np.nan
+    preds = model.predict(victims)
+    assert [p.instance_id for p in preds] == ["v0", "v1", "v2", "v3"]
+    for p in preds:
+        assert isinstance(p, Prediction)
+        assert 0 <= p.p_low <= p.p <= p.p_high <= 1
+    assert model.predict([]) == []
+
+
+def test_predict_rejects_bad_inputs(model, sim_windows):
+    v = _victim(sim_windows, 0)
+    with pytest.raises(ValueError, match="matrix"):
+        model.predict([VictimInput("x", np.zeros((5, 3)), [], CAP)])
+    with pytest.raises(ValueError, match="capacity"):
+        model.predict([VictimInput("x", v.matrix, [], {"cores": 4})])
+
+
+def test_attribution_is_leave_one_out(model, sim_windows):
+    v = _victim(sim_windows, 5, k=4)
+    gains = model.attribute(v)
+    assert sorted(g[0] for g in gains) == ["n0", "n1", "n2", "n3"]
+    assert [g[1] for g in gains] == sorted((g[1] for g in gains), reverse=True)
+    base = model.predict([v])[0].p
+    without = VictimInput(
+        v.instance_id, v.matrix, [n for n in v.neighbours if n.instance_id != gains[0][0]], CAP
+    )
+    assert model.predict([without])[0].p - base == pytest.approx(gains[0][1], abs=1e-5)
+    assert model.attribute(_victim(sim_windows, 5, k=0)) == []
+    assert len(model.attribute_many([v, _victim(sim_windows, 6, k=2)])) == 2
+
+
+def test_what_if_predicts_moved_and_existing(model, sim_windows):
+    w = sim_windows
+    target = [NeighbourInput(f"t{j}", w.victim[10 + j]) for j in range(3)]
+    result = model.what_if(w.victim[0], target, CAP, moved_id="m")
+    assert result.moved.instance_id == "m"
+    assert [p.instance_id for p in result.existing] == ["t0", "t1", "t2"]
+    empty = model.what_if(w.victim[0], [], CAP)
+    assert empty.existing == [] and 0 <= empty.moved.p <= 1
+
+
+def test_what_if_validation(model, sim_windows):
+    m = sim_windows.victim[0]
+    target = [NeighbourInput("t0", sim_windows.victim[1])]
+    with pytest.raises(WhatIfError, match="capacity"):
+        model.what_if(m, target, {})
+    with pytest.raises(WhatIfError, match="capacity"):
+        model.what_if(m, target, None)
+    with pytest.raises(WhatIfError, match="capacity is missing"):
+        model.what_if(m, target, {"cores": 8})
+    with pytest.raises(WhatIfError, match="nothing to move"):
+        model.what_if(None, target, CAP)
+    with pytest.raises(WhatIfError, match="no metric samples"):
+        model.what_if(np.full_like(m, np.nan), target, CAP)
+    with pytest.raises(WhatIfError, match="already on the target"):
+        model.what_if(m, target, CAP, moved_id="t0")
+    metrics = {"a": m, "b": sim_windows.victim[1], "c": sim_windows.victim[2]}
+    node_of = {"a": "n1", "b": "n2", "c": "n3"}
+    caps = {"n1": CAP, "n2": CAP, "n3": None}
+    assert model.what_if_placement("a", "n2", metrics, node_of, caps).moved.instance_id == "a"
+    with pytest.raises(WhatIfError, match="unknown instance 'zz'"):
+        model.what_if_placement("zz", "n2", metrics, node_of, caps)
+    with pytest.raises(WhatIfError, match="unknown node 'n9'"):
+        model.what_if_placement("a", "n9", metrics, node_of, caps)
+    with pytest.raises(WhatIfError, match="no capacity recorded"):
+        model.what_if_placement("a", "n3", metrics, node_of, caps)
+    with pytest.raises(WhatIfError, match="already runs"):
+        model.what_if_placement("a", "n1", metrics, node_of, caps)
+
+
+def test_more_neighbour_pressure_lowers_predicted_p(model, sim_windows):
+    """Monotonic sanity on simulator data: a second copy of every neighbour (twice the
+    demand on the node, same kind of neighbours) lowers predicted P on average."""
+    w = sim_windows.take(np.flatnonzero(sim_windows.nbr_count.max(axis=1) > 0)[:400])
+    base = model.predict_windows(w)[:, 0]
+    crowded = w.take(np.arange(len(w)))  # a copy
+    crowded.nbr_sum = 2 * w.nbr_sum
+    crowded.nbr_count = 2 * w.nbr_count
+    more = model.predict_windows(crowded)[:, 0]
+    assert more.mean() < base.mean() - 0.005
+    assert (more < base).mean() > 0.6

@@ -1,0 +1,61 @@
+"""train(cfg) end to end: fast_dev_run, artefact contents, splits and calibration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ingest.simulator import VM_METRIC_NAMES
+from models.interference.calibration import apply_margin, conformal_margin, interval_metrics
+from models.interference.data import simulator_excluding
+from models.interference.predictor import InterferencePredictor
+from models.interference.train import TrainConfig, split_by_group, train
+
+
+def test_fast_dev_run_writes_a_loadable_artefact(tmp_path, sim_windows):
+    fit, val, _ = split_by_group(sim_windows, 2, seed=1)
+    cfg = TrainConfig(out_dir=str(tmp_path), fast_dev_run=True, d_model=16, dim_ff=32, threads=1)
+    result = train(cfg, data=(fit, val, list(VM_METRIC_NAMES)))
+    assert result.n_train == len(fit) and result.n_val == min(len(val), cfg.max_val_windows)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["data_hash"] == result.data_hash and config["architecture"]["d_model"] == 16
+    assert set(result.metrics["val_groups"]) == set(np.unique(val.group).tolist())
+    model = InterferencePredictor.load(tmp_path)
+    out = model.predict_windows(val.take(np.arange(10)))
+    assert out.shape == (10, 3) and np.all((out >= 0) & (out <= 1))
+
+
+def test_split_holds_out_whole_workloads(sim_windows):
+    fit, val, groups = split_by_group(sim_windows, 2, seed=3)
+    assert len(groups) == 2
+    assert not set(np.unique(fit.group)) & set(groups)
+    assert set(np.unique(val.group)) == set(groups)
+    with pytest.raises(ValueError, match="workload groups"):
+        split_by_group(sim_windows.take(sim_windows.group == sim_windows.group[0]), 2, seed=0)
+
+
+def test_load_refuses_a_directory_that_is_not_an_artefact(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not an interference artefact"):
+        InterferencePredictor.load(tmp_path)
+
+
+def test_held_out_archetypes_do_not_exist_in_training_fleets():
+    from ingest.simulator import SimConfig
+
+    sim = simulator_excluding(SimConfig(seed=2, n_nodes=4, hours=1, start=1736121600), [0, 3])
+    assert not np.isin(sim.fleet.inst_arch, [0, 3]).any()
+    chunk = sim.simulate_chunk(0, 10)
+    assert np.isfinite(chunk.p[chunk.node_of >= 0]).all()
+
+
+def test_conformal_margin_reaches_the_target_coverage():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0.3, 0.9, 2000)
+    point = y + rng.normal(0, 0.05, len(y))
+    pred = np.stack([point, point - 0.01, point + 0.01], axis=1)  # far too narrow
+    margin = conformal_margin(pred[:1000], y[:1000], 0.9)
+    assert margin > 0
+    cov = interval_metrics(apply_margin(pred[1000:], margin), y[1000:])["coverage"]
+    assert 0.87 < cov < 0.93

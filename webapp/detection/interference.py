@@ -1,0 +1,226 @@
+"""The app side of the interference model: inputs from the store, predictions as rows and
+as the ``telltale_interference_p`` series, suspects as incident signals, what-if placement."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import numpy as np
+from django.db import transaction
+
+from ingest.types import MetricBatch, SeriesSamples
+from webapp.detection import versions
+from webapp.detection.models import InterferencePrediction, ModelVersion
+from webapp.detection.windows import metric_windows
+from webapp.telemetry import writer
+from webapp.telemetry.models import Instance, Node
+
+log = logging.getLogger(__name__)
+
+ATTRIBUTE_WORST = 50  # neighbour blame is computed for the most slowed instances
+SUSPECT_BELOW = 0.6  # P under this becomes an "interference" incident signal
+
+
+class WhatIfError(ValueError):
+    def __init__(self, message: str, field: str = "", status: int = 400):
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+def _load(path: str):
+    from models.interference.predictor import InterferencePredictor
+
+    return InterferencePredictor.load(path)
+
+
+STEP_SECONDS = 15  # the sampling step the interference model is trained at
+
+
+def node_capacity(node: Node) -> dict:
+    """The capacity features the model was trained with, in its units (cores, GB, MB of
+    last-level cache, bytes/s of memory, network and disk bandwidth): known per hardware
+    generation for the simulator's nodes; other nodes give cores and memory only."""
+    from ingest.simulator.fleet import GB, GENERATIONS
+
+    generation = next((g for g in GENERATIONS if g.name == node.hardware), None)
+    if generation is not None:
+        return {
+            "cores": float(generation.cores),
+            "mem_gb": float(generation.mem_gb),
+            "llc_mb": float(generation.llc_mb),
+            "membw": float(generation.membw_gbps * GB),
+            "net": float(generation.net_gbit * GB / 8),
+            "disk": float(generation.disk_mbps * 1e6),
+        }
+    return {
+        "cores": float(node.cpu_cores) if node.cpu_cores else np.nan,
+        "mem_gb": float(node.memory_bytes) / 2**30 if node.memory_bytes else np.nan,
+        "llc_mb": np.nan,
+        "membw": np.nan,
+        "net": np.nan,
+        "disk": np.nan,
+    }
+
+
+def _inputs(predictor, instances: list[Instance], end_ms: int):
+    from models.interference.predictor import NeighbourInput, VictimInput
+
+    windows = metric_windows(
+        "vm",
+        [i.pk for i in instances],
+        list(predictor.metric_names),
+        end_ms,
+        predictor.window_steps,
+        STEP_SECONDS * 1000,
+    )
+    by_node: dict[int, list[Instance]] = defaultdict(list)
+    for instance in instances:
+        by_node[instance.node_id].append(instance)
+    capacities = {n.pk: node_capacity(n) for n in Node.objects.filter(pk__in=by_node)}
+    victims = []
+    for node_id, members in by_node.items():
+        for victim in members:
+            neighbours = [
+                NeighbourInput(other.name, windows[other.pk])
+                for other in members
+                if other.pk != victim.pk
+            ]
+            victims.append(
+                VictimInput(victim.name, windows[victim.pk], neighbours, capacities[node_id])
+            )
+    return victims
+
+
+def predict_fleet(now_ms: int | None = None) -> int:
+    """Predict P for every placed instance that sent data recently; idempotent per minute."""
+    from webapp.incidents.services import record_signal
+
+    version, predictor = versions.load_promoted(ModelVersion.KIND_INTERFERENCE, _load)
+    if predictor is None:
+        return 0
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    minute_ms = now_ms - now_ms % 60_000
+    at = datetime.fromtimestamp(minute_ms / 1000, tz=UTC)
+    instances = list(
+        Instance.objects.filter(node__isnull=False, last_seen__isnull=False).select_related("node")
+    ) or list(Instance.objects.filter(node__isnull=False).select_related("node"))
+    if not instances:
+        return 0
+    victims = _inputs(predictor, instances, minute_ms)
+    predictions = predictor.predict(victims)
+    by_name = {i.name: i for i in instances}
+    worst = sorted(predictions, key=lambda p: p.p)[:ATTRIBUTE_WORST]
+    victims_by_name = {v.instance_id: v for v in victims}
+    blame = dict(
+        zip(
+            [p.instance_id for p in worst],
+            predictor.attribute_many([victims_by_name[p.instance_id] for p in worst]),
+            strict=True,
+        )
+    )
+    rows, series = [], []
+    for p in predictions:
+        instance = by_name[p.instance_id]
+        rows.append(
+            InterferencePrediction(
+                instance=instance,
+                node_id=instance.node_id,
+                ts=at,
+                p=float(p.p),
+                p_low=float(p.p_low),
+                p_high=float(p.p_high),
+                neighbours=[
+                    [name, round(float(gain), 4)] for name, gain in blame.get(p.instance_id, [])[:5]
+                ],
+                model_version=version,
+            )
+        )
+        labels = {
+            "__name__": "telltale_interference_p",
+            "vm": instance.name,
+            "node": instance.node.name,
+        }
+        series.append(SeriesSamples(tuple(sorted(labels.items())), [minute_ms], [float(p.p)]))
+    with transaction.atomic():
+        InterferencePrediction.objects.filter(ts=at).delete()
+        InterferencePrediction.objects.bulk_create(rows)
+    writer.write_metrics(MetricBatch(series=series), source="telltale", client="interference")
+    for row in rows:
+        if row.p < SUSPECT_BELOW:
+            top = row.neighbours[0][0] if row.neighbours else "its neighbours"
+            record_signal(
+                "interference",
+                f"{row.instance_id}:{minute_ms // 3_600_000}",
+                title=f"{row.instance.name} slowed to P={row.p:.2f} by {top}",
+                start=at,
+                severity="warning",
+                instance=row.instance,
+                details={"p": row.p, "neighbours": row.neighbours},
+            )
+    return len(rows)
+
+
+def what_if(instance_name: str, node_name: str) -> dict:
+    instance = Instance.objects.filter(name=instance_name).select_related("node").first()
+    if instance is None:
+        raise WhatIfError(f"unknown instance {instance_name!r}", "instance", 404)
+    node = Node.objects.filter(name=node_name).first()
+    if node is None:
+        raise WhatIfError(f"unknown node {node_name!r}", "node", 404)
+    if instance.node_id == node.pk:
+        raise WhatIfError(f"{instance_name} already runs on {node_name}", "node")
+    capacity = node_capacity(node)
+    if not np.isfinite(capacity["cores"]) or capacity["cores"] <= 0:
+        raise WhatIfError(f"{node_name} has no known capacity (cores)", "node", 409)
+    version, predictor = versions.load_promoted(ModelVersion.KIND_INTERFERENCE, _load)
+    if predictor is None:
+        raise WhatIfError("no interference model is promoted yet", "", 409)
+    from models.interference.predictor import NeighbourInput
+    from models.interference.predictor import WhatIfError as ModelWhatIfError
+
+    residents = list(Instance.objects.filter(node=node))
+    now_ms = int(time.time() * 1000)
+    windows = metric_windows(
+        "vm",
+        [instance.pk] + [r.pk for r in residents],
+        list(predictor.metric_names),
+        now_ms,
+        predictor.window_steps,
+        STEP_SECONDS * 1000,
+    )
+    try:
+        result = predictor.what_if(
+            windows[instance.pk],
+            [NeighbourInput(r.name, windows[r.pk]) for r in residents],
+            capacity,
+            moved_id=instance.name,
+        )
+    except ModelWhatIfError as exc:
+        raise WhatIfError(str(exc), "node") from None
+    current = {
+        p.instance.name: p.p
+        for p in InterferencePrediction.objects.filter(instance__in=[instance, *residents])
+        .order_by("instance", "ts")
+        .select_related("instance")
+    }
+
+    def row(prediction, name):
+        return {
+            "instance": name,
+            "p": round(float(prediction.p), 4),
+            "p_low": round(float(prediction.p_low), 4),
+            "p_high": round(float(prediction.p_high), 4),
+            "p_now": current.get(name),
+        }
+
+    return {
+        "instance": instance.name,
+        "node": node.name,
+        "model_version": version.version,
+        "moved": row(result.moved, instance.name),
+        "existing": [row(p, p.instance_id) for p in result.existing],
+    }

@@ -1,0 +1,194 @@
+"""Interference pages: most slowed instances now, a node's heat map, one instance's P over
+time with its neighbours' blame, and what-if placement (page and JSON API)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import timedelta
+
+from django.contrib.auth.decorators import login_not_required
+from django.db.models import Max
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from webapp.core import roles
+from webapp.core.tokens import authenticate, raw_token_from_request
+from webapp.dashboards import timerange
+from webapp.detection import charts
+from webapp.detection.models import InterferencePrediction
+from webapp.telemetry.models import Instance, Node
+
+SORTS = {"p": "p", "-p": "-p", "instance": "instance__name", "node": "node__name", "width": "width"}
+HEATMAP_COLUMNS = 60
+
+
+def latest_predictions():
+    """The newest prediction round (predictions run for every instance each minute)."""
+    newest = InterferencePrediction.objects.aggregate(ts=Max("ts"))["ts"]
+    if newest is None:
+        return InterferencePrediction.objects.none()
+    return InterferencePrediction.objects.filter(
+        ts__gte=newest - timedelta(seconds=90)
+    ).select_related("instance", "node", "model_version")
+
+
+@roles.require_role(roles.VIEWER)
+def interference(request):
+    sort = request.GET.get("sort", "p")
+    rows = list(latest_predictions())
+    by_instance = {}
+    for row in rows:  # keep one (the newest) per instance
+        if row.instance_id not in by_instance or row.ts > by_instance[row.instance_id].ts:
+            by_instance[row.instance_id] = row
+    rows = list(by_instance.values())
+    for row in rows:
+        row.width = row.p_high - row.p_low
+    key = SORTS.get(sort, "p")
+    reverse = key.startswith("-")
+    attr = key.lstrip("-")
+    rows.sort(
+        key=lambda r: (
+            r.instance.name
+            if attr == "instance__name"
+            else r.node.name
+            if attr == "node__name"
+            else getattr(r, attr)
+        ),
+        reverse=reverse,
+    )
+    nodes = Node.objects.filter(instances__isnull=False).distinct().order_by("name")
+    return render(
+        request,
+        "detection/interference.html",
+        {"rows": rows[:200], "sort": sort, "nodes": nodes, "total": len(rows)},
+    )
+
+
+@roles.require_role(roles.VIEWER)
+def interference_node(request, name: str):
+    node = get_object_or_404(Node, name=name)
+    tr = timerange.from_request(request, default="6h")
+    rows = InterferencePrediction.objects.filter(
+        node=node, ts__gte=tr.start, ts__lte=tr.end
+    ).select_related("instance")
+    width = max(1, (tr.end_ms - tr.start_ms) // HEATMAP_COLUMNS)
+    cells: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows.only("instance__name", "ts", "p"):
+        column = (int(row.ts.timestamp() * 1000) - tr.start_ms) // width
+        cells[row.instance.name][column].append(row.p)
+    names = sorted(cells)
+    columns = list(range(HEATMAP_COLUMNS))
+    labels = [
+        timerange.TimeRange(
+            tr.start_ms + c * width, tr.start_ms + (c + 1) * width, None
+        ).start.strftime("%H:%M")
+        for c in columns
+    ]
+    z = [[(sum(v) / len(v)) if (v := cells[n].get(c)) else None for c in columns] for n in names]
+    return render(
+        request,
+        "detection/interference_node.html",
+        {
+            "node": node,
+            "tr": tr,
+            "presets": timerange.PRESETS,
+            "heatmap": charts.heatmap_figure(f"Predicted P on {node.name}", names, labels, z),
+        },
+    )
+
+
+@roles.require_role(roles.VIEWER)
+def interference_instance(request, name: str):
+    instance = get_object_or_404(Instance.objects.select_related("node"), name=name)
+    tr = timerange.from_request(request, default="6h")
+    rows = list(
+        InterferencePrediction.objects.filter(instance=instance, ts__gte=tr.start, ts__lte=tr.end)
+        .order_by("ts")
+        .select_related("model_version")
+    )
+    ts = [int(r.ts.timestamp() * 1000) for r in rows]
+    latest = rows[-1] if rows else None
+    return render(
+        request,
+        "detection/interference_instance.html",
+        {
+            "instance": instance,
+            "tr": tr,
+            "presets": timerange.PRESETS,
+            "latest": latest,
+            "figure": charts.p_band_figure(
+                f"Predicted P of {instance.name} (1 = not slowed)",
+                ts,
+                [r.p for r in rows],
+                [r.p_low for r in rows],
+                [r.p_high for r in rows],
+                tr.start_ms,
+                tr.end_ms,
+            ),
+        },
+    )
+
+
+@roles.require_role(roles.VIEWER)
+def what_if_page(request):
+    from webapp.detection.interference import WhatIfError, what_if
+
+    result = error = None
+    instance_name = request.GET.get("instance", "")
+    node_name = request.GET.get("node", "")
+    if instance_name and node_name:
+        try:
+            result = what_if(instance_name, node_name)
+        except WhatIfError as exc:
+            error = str(exc)
+    return render(
+        request,
+        "detection/what_if.html",
+        {
+            "instances": Instance.objects.filter(node__isnull=False)
+            .order_by("name")
+            .values_list("name", flat=True),
+            "nodes": Node.objects.order_by("name").values_list("name", flat=True),
+            "instance_name": instance_name,
+            "node_name": node_name,
+            "result": result,
+            "error": error,
+        },
+    )
+
+
+@csrf_exempt  # schedulers call it with a token; sessions are checked below
+@login_not_required
+@require_POST
+def what_if_api(request):
+    """``POST /api/v1/interference/what-if {"instance": NAME, "node": NAME}``: predicted P of
+    the moved instance and of every instance already on the target node, with intervals."""
+    from webapp.detection.interference import WhatIfError, what_if
+
+    if not roles.has_role(request.user, roles.VIEWER):
+        token = authenticate(raw_token_from_request(request))
+        if token is None:
+            return JsonResponse({"error": "authentication required"}, status=401)
+        if "read" not in token.scopes:
+            return JsonResponse({"error": "this token lacks the 'read' scope"}, status=403)
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return JsonResponse({"error": "the body is not JSON", "field": "body"}, status=400)
+    if not isinstance(body, dict):
+        return JsonResponse(
+            {"error": "the body must be a JSON object", "field": "body"}, status=400
+        )
+    for field in ("instance", "node"):
+        if not isinstance(body.get(field), str) or not body[field]:
+            return JsonResponse(
+                {"error": f"{field} is required (a name)", "field": field}, status=400
+            )
+    try:
+        result = what_if(body["instance"], body["node"])
+    except WhatIfError as exc:
+        return JsonResponse({"error": str(exc), "field": exc.field}, status=exc.status)
+    return JsonResponse(result)

@@ -1,0 +1,55 @@
+"""`manage.py train {anomaly,interference,mitigation} [--quick] [--promote]`: train a new
+version in this process (progress on stdout), as the Models page's button does in a worker."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.core.management import BaseCommand, CommandError
+
+from webapp.detection import versions
+from webapp.detection.models import ModelVersion
+
+QUICK = {
+    "anomaly": {"quick": True},
+    "interference": {"n_nodes": 4, "n_instances": 24, "hours": 4.0, "epochs": 2},
+    "mitigation": {"n_events": 1500, "val_events": 600},
+}
+
+
+class Command(BaseCommand):
+    help = "Train a new model version and record it on the Models page."
+
+    def add_arguments(self, parser):
+        parser.add_argument("kind", choices=[k for k, _ in ModelVersion.KINDS])
+        parser.add_argument(
+            "--quick", action="store_true", help="a small, fast model (demo, tests)"
+        )
+        parser.add_argument(
+            "--config", default="{}", help='JSON training options, e.g. {"epochs": 5}'
+        )
+        parser.add_argument(
+            "--promote", action="store_true", help="promote it when training succeeds"
+        )
+
+    def handle(self, *args, kind: str, quick: bool, config: str, promote: bool, **options):
+        try:
+            extra = json.loads(config)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--config is not JSON: {exc}") from None
+        train_options = {**(QUICK[kind] if quick else {}), **extra}
+        logging.getLogger("models").setLevel(logging.INFO)
+        version = versions.create_version(kind, {"train": train_options})
+        self.stdout.write(f"training {kind} v{version.version} with {train_options or 'defaults'}")
+        version = versions.run_training(version.pk)
+        if version.training_state != ModelVersion.SUCCEEDED:
+            raise CommandError(f"training failed: {version.error}")
+        self.stdout.write(
+            self.style.SUCCESS(f"{kind} v{version.version} trained: {version.artefact_path}")
+        )
+        for key, value in list(version.metrics.items())[:20]:
+            self.stdout.write(f"    {key}: {value}")
+        if promote and version.status != ModelVersion.PROMOTED:
+            versions.promote(version, reason="manage.py train --promote")
+        self.stdout.write(f"status: {ModelVersion.objects.get(pk=version.pk).status}")

@@ -1,0 +1,184 @@
+"""Scoring the fleet with the promoted anomaly model, once a minute: windows from the store,
+scores as the ``telltale_anomaly_score`` series, anomalous stretches as Anomaly rows (and
+incident signals). Running it twice for the same minute changes nothing."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Q
+
+from ingest.types import MetricBatch, SeriesSamples
+from webapp.detection import versions
+from webapp.detection.models import Anomaly, ModelVersion
+from webapp.detection.windows import metric_windows
+from webapp.telemetry import writer
+from webapp.telemetry.models import Instance, LogRecord, Node
+
+log = logging.getLogger(__name__)
+
+ACTIVE_WITHIN = timedelta(minutes=10)  # targets that sent data this recently are scored
+CLOSE_AFTER = timedelta(minutes=3)  # an anomaly ends after this long below the threshold
+CRITICAL_SCORE = 90.0
+
+
+def _load(path: str):
+    from models.anomaly.detector import AnomalyDetector
+
+    return AnomalyDetector.load(path)
+
+
+def _logs(level: str, ids: list[int], start: datetime, end: datetime) -> dict[int, list]:
+    """(ts, template text or message) per target for the window."""
+    field = "instance_id" if level == "vm" else "node_id"
+    rows = LogRecord.objects.filter(**{f"{field}__in": ids}, ts__gte=start, ts__lt=end)
+    if level != "vm":
+        rows = rows.filter(instance__isnull=True)
+    out: dict[int, list] = defaultdict(list)
+    for target, ts, template, message in rows.values_list(
+        field, "ts", "template__template", "message"
+    ):
+        out[target].append((ts.timestamp(), template or message))
+    return out
+
+
+def targets(level: str, now: datetime):
+    model = Instance if level == "vm" else Node
+    qs = model.objects.filter(last_seen__gte=now - ACTIVE_WITHIN)
+    if level == "vm":
+        qs = qs.select_related("node")
+    return list(qs)
+
+
+def windows_for(detector, level: str, rows, end_ms: int):
+    from models.anomaly.detector import Window
+
+    step_ms = detector.step_seconds * 1000
+    steps = detector.window_steps
+    ids = [r.pk for r in rows]
+    matrices = metric_windows(
+        level, ids, list(detector.metric_names[level]), end_ms, steps, step_ms
+    )
+    end = datetime.fromtimestamp(end_ms / 1000, tz=UTC)
+    logs = _logs(level, ids, end - timedelta(milliseconds=steps * step_ms), end)
+    return [Window(r.name, level, end_ms / 1000, matrices[r.pk], logs.get(r.pk, [])) for r in rows]
+
+
+def score_fleet(now_ms: int | None = None) -> dict:
+    version, detector = versions.load_promoted(ModelVersion.KIND_ANOMALY, _load)
+    if detector is None:
+        return {"scored": 0, "reason": "no promoted anomaly model"}
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    end_ms = now_ms - now_ms % 60_000
+    now = datetime.fromtimestamp(end_ms / 1000, tz=UTC)
+    counts = {"scored": 0, "anomalous": 0, "opened": 0, "closed": 0}
+    samples = []
+    for level in ("vm", "host"):
+        rows = targets(level, now)
+        if not rows:
+            continue
+        windows = windows_for(detector, level, rows, end_ms)
+        scores = detector.score(windows)
+        by_name = {r.name: r for r in rows}
+        for score in scores:
+            target = by_name[score.target]
+            labels = {"__name__": "telltale_anomaly_score", "level": level}
+            if level == "vm":
+                labels["vm"] = target.name
+                if target.node_id:
+                    labels["node"] = target.node.name
+            else:
+                labels["node"] = target.name
+            samples.append(
+                SeriesSamples(tuple(sorted(labels.items())), [end_ms], [float(score.score)])
+            )
+            counts["scored"] += 1
+            if score.is_anomalous:
+                counts["anomalous"] += 1
+                counts["opened"] += _extend_or_open(version, level, target, score, now)
+        counts["closed"] += _close_quiet(level, now)
+    writer.write_metrics(MetricBatch(series=samples), source="telltale", client="anomaly")
+    return counts
+
+
+def _target_filter(level: str, target) -> Q:
+    return Q(instance=target) if level == "vm" else Q(node=target, instance__isnull=True)
+
+
+@transaction.atomic
+def _extend_or_open(version, level: str, target, score, now: datetime) -> int:
+    from webapp.incidents.services import record_signal
+
+    attribution = {
+        "metrics": [[name, round(float(share), 4)] for name, share in score.metrics],
+        "templates": [[text, round(float(share), 4)] for text, share in score.templates],
+    }
+    current = (
+        Anomaly.objects.select_for_update()
+        .filter(_target_filter(level, target), status=Anomaly.OPEN)
+        .order_by("-end")
+        .first()
+    )
+    opened = 0
+    if current is None:
+        current = Anomaly.objects.create(
+            level=level,
+            node=target if level == "host" else None,
+            instance=target if level == "vm" else None,
+            start=now - timedelta(minutes=1),
+            end=now,
+            score=float(score.score),
+            raw_score=float(score.raw),
+            scenario=score.scenario or "",
+            scenario_probability=float(score.scenario_probability or 0.0),
+            attribution=attribution,
+            model_version=version,
+        )
+        opened = 1
+    else:
+        fields = ["end"]
+        current.end = max(current.end, now)
+        if score.score > current.score:
+            current.score = float(score.score)
+            current.raw_score = float(score.raw)
+            current.scenario = score.scenario or current.scenario
+            current.scenario_probability = float(score.scenario_probability or 0.0)
+            current.attribution = attribution
+            fields += ["score", "raw_score", "scenario", "scenario_probability", "attribution"]
+        current.save(update_fields=fields)
+    record_signal(
+        "anomaly",
+        current.pk,
+        title=f"{current.scenario or 'anomaly'} (score {current.score:.0f})",
+        start=current.start,
+        severity="critical" if current.score >= CRITICAL_SCORE else "warning",
+        node=current.node,
+        instance=current.instance,
+        details={"attribution": attribution},
+    )
+    return opened
+
+
+def _close_quiet(level: str, now: datetime) -> int:
+    from webapp.incidents.services import record_signal
+
+    closed = 0
+    stale = Anomaly.objects.filter(status=Anomaly.OPEN, level=level, end__lt=now - CLOSE_AFTER)
+    for anomaly in stale.select_related("node", "instance"):
+        anomaly.status = Anomaly.CLOSED
+        anomaly.save(update_fields=["status"])
+        record_signal(
+            "anomaly",
+            anomaly.pk,
+            title=f"{anomaly.scenario or 'anomaly'} (score {anomaly.score:.0f})",
+            start=anomaly.start,
+            end=anomaly.end,
+            node=anomaly.node,
+            instance=anomaly.instance,
+        )
+        closed += 1
+    return closed
