@@ -178,9 +178,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(queue_dir),
         "data_folder_out": str(queue_dir),
         "processed_folder": str(VAR_DIR / "celery" / "processed"),
+        # kombu otherwise writes broadcast (pidbox) exchanges to ./control in the working dir.
+        "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
     }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Training takes minutes of CPU: its own queue and worker keep scoring and alerting live.
+CELERY_TASK_ROUTES = {"detection.train_model": {"queue": "training"}}
 
 # --- Telltale
 TELLTALE_RETENTION_DAYS = env_int("TELLTALE_RETENTION_DAYS", 15, minimum=1)
@@ -195,6 +199,9 @@ TELLTALE_ALERTING_RETRY_BASE_SECONDS = env_int(
 )
 TELLTALE_ALERTING_NOTIFICATION_TTL = env_int(
     "TELLTALE_ALERTING_NOTIFICATION_TTL", 24 * 3600, minimum=60
+)
+TELLTALE_BOOTSTRAP_TRAINING = env_choice(
+    "TELLTALE_BOOTSTRAP_TRAINING", "full", ("full", "demo", "quick", "off")
 )
 TELLTALE_SCRAPE_DEFAULT_INTERVAL = env_int("TELLTALE_SCRAPE_DEFAULT_INTERVAL", 15, minimum=1)
 

@@ -99,3 +99,10 @@ def auto_resolve_incidents() -> int:
     from webapp.incidents.services import auto_resolve
 
     return auto_resolve()
+
+
+@shared_task(name="detection.bootstrap_models")
+def bootstrap_models() -> list[int]:
+    from webapp.detection.versions import bootstrap_models as bootstrap
+
+    return bootstrap()

@@ -208,6 +208,8 @@ def _attach_logs(sp: Split, mc: ModelConfig):
     if not meta.get("messages"):
         return None
     sel = np.flatnonzero((meta["log_ts"] >= g.ts[0]) & (meta["log_ts"] < g.ts[-1] + g.step_seconds))
+    if not len(sel):  # no line to learn templates from: the model runs on metrics alone
+        return None
     texts = [meta["messages"][i] for i in sel]
     tmpl, table, seeds = mine_training_logs(texts, mc.vocab_size)
     g.logs = _store(g, meta["log_ts"][sel], meta["log_target"][sel], tmpl)

@@ -142,7 +142,9 @@ def _fit_lstm(train: Encoded, val: Encoded, c: BaselineConfig) -> nn.Module:
         num_sanity_val_steps=0,
         callbacks=[_Best()],
     )
-    trainer.fit(InterferenceModule(net), InterferenceDataModule(train, val, c.lstm_batch, seed=c.seed))
+    trainer.fit(
+        InterferenceModule(net), InterferenceDataModule(train, val, c.lstm_batch, seed=c.seed)
+    )
     if best["state"] is not None:
         net.load_state_dict(best["state"])
     return net.eval()

@@ -69,3 +69,13 @@ def test_model_pages_and_permissions(viewer_client, admin_client, db):
 def test_retraining_is_not_queued_twice(db):
     first = versions.request_retraining("mitigation")
     assert first and versions.request_retraining("mitigation") == 0
+
+
+def test_bootstrap_queues_each_untrained_kind_once_with_the_profile(db):
+    _trained("anomaly")
+    assert versions.bootstrap_models("off") == []
+    queued = ModelVersion.objects.filter(pk__in=versions.bootstrap_models("quick"))
+    assert sorted(v.kind for v in queued) == ["interference", "mitigation"]
+    mitigation = queued.get(kind="mitigation")
+    assert mitigation.config["train"] == versions.PROFILES["quick"]["mitigation"]
+    assert versions.bootstrap_models("quick") == []  # versions exist now: nothing more

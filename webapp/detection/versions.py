@@ -60,6 +60,38 @@ def request_retraining(kind: str, config: dict | None = None, actor=None) -> int
     return version.pk
 
 
+# Training sizes. "full" is each model's own default (the evaluated configuration); "demo"
+# trains in a few minutes on two cores; "quick" in seconds (tests, smoke runs).
+PROFILES = {
+    "full": {"anomaly": {}, "interference": {}, "mitigation": {}},
+    "demo": {
+        "anomaly": {"nodes": 12, "instances": 96, "hours": 12.0, "val_nodes": 8, "val_hours": 6.0},
+        "interference": {"n_nodes": 16, "n_instances": 128, "hours": 12.0, "epochs": 6},
+        "mitigation": {"n_events": 3000, "val_events": 1500},
+    },
+    "quick": {
+        "anomaly": {"quick": True},
+        "interference": {"n_nodes": 4, "n_instances": 24, "hours": 4.0, "epochs": 2},
+        "mitigation": {"n_events": 1500, "val_events": 600},
+    },
+}
+
+
+def bootstrap_models(profile: str | None = None) -> list[int]:
+    """First start: queue training of every kind that has never been trained, on the
+    simulator's fleets (``TELLTALE_BOOTSTRAP_TRAINING`` chooses the size)."""
+    profile = profile or settings.TELLTALE_BOOTSTRAP_TRAINING
+    if profile == "off":
+        return []
+    queued = []
+    for kind, _ in ModelVersion.KINDS:
+        if not ModelVersion.objects.filter(kind=kind).exists():
+            version_id = request_retraining(kind, {"train": PROFILES[profile][kind]})
+            if version_id:
+                queued.append(version_id)
+    return queued
+
+
 def promoted(kind: str) -> ModelVersion | None:
     return ModelVersion.objects.filter(kind=kind, status=ModelVersion.PROMOTED).first()
 

@@ -71,7 +71,7 @@ class Split:
     train: list[SeriesGroup]
     val: list[SeriesGroup]
     test: list[SeriesGroup]
-    test_from: int = 0
+    test_from: int | list[int] = 0  # per test group when a list
     segments: list[Segment] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 

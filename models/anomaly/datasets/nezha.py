@@ -1,12 +1,16 @@
 """Nezha (TrainTicket, 2023-01-29): pod metrics every minute plus the pod logs that were
 published, around 28 fault injections (``rca_data/<day>/<day>-fault_list.json``).
 
-Time-ordered split (the dataset defines none): everything before 10:00 UTC is the training
-part (12 injections inside, unlabelled for the model; its last 20 minutes calibrate), the
-rest of the day is test: 16 injections (12 code-level, 4 CPU contention) and the fault-free
-evening. Evaluation is per incident over the whole system: an incident is detected when any
-pod alarms within [inject_time, inject_time + 5 min]; the 10 minutes after that are recovery
-(neither hit nor false alarm); any other alarm is false.
+Reference protocol (the dataset defines no split, and the day has no fault-free stretch
+before its faults: 28 injections 4-10 minutes apart from 08:43 to 15:42): the model is fit on
+the fault-free reference hours 16:00-18:59 UTC and calibrated on 19:00-19:59; test is
+everything else: 08:41-15:59 (all 28 injections: 13 exception, 11 return, 4 CPU contention)
+and 20:00-23:59 (fault-free, false alarms only). No test data or label is used for fitting or
+threshold choice, but training data lies *after* the incidents, which a live deployment
+would not have. Evaluation is per incident over the whole system: an incident is detected
+when any pod alarms within [inject_time, inject_time + 5 min]; the 10 minutes after that are
+recovery (neither hit nor false alarm); any other alarm is false. Logs were published only
+for three short stretches inside the test period, so no log line is available to train on.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ PROFILE = {
 }
 K_MINUTES = 5
 RECOVERY_MINUTES = 10
-SPLIT_HOUR = 10
-VAL_MINUTES = 20
+REFERENCE = (16, 20)  # fault-free hours (UTC): fit on all but the last, calibrate on that
+SPLIT_QUICK = 10.5
 
 
 def _epoch(text: str) -> int:
@@ -115,20 +119,25 @@ def load(path: str | Path | None = None, quick: bool = False) -> list[Split]:
         log_ts, log_target, messages = read_logs(
             [d for d in log_dirs if d.is_dir()], {p: i for i, p in enumerate(pods)}
         )
-        split_ts = (t0 // 86_400) * 86_400 + SPLIT_HOUR * 3600
-        split_step = int((split_ts - t0) // 60)
-        val_step = split_step - VAL_MINUTES
-        if quick:
-            T = min(T, split_step + 180)
-            values, ts = values[:T], ts[:T]
+        day0 = (t0 // 86_400) * 86_400
+
+        def step(hour: float, day0=day0, t0=t0) -> int:
+            return int((day0 + hour * 3600 - t0) // 60)
+
+        fit_lo, val_lo, ref_hi = step(REFERENCE[0]), step(REFERENCE[1] - 1), step(REFERENCE[1])
+        first_test_end = T
+        if quick:  # an hour of reference, half an hour of calibration, four hours of test
+            fit_lo, val_lo = val_lo - 60, val_lo
+            ref_hi = val_lo + 30
+            first_test_end = min(T, step(SPLIT_QUICK))
         label = np.zeros((T, len(pods)), np.int8)
         segments = []
         for when, pod, kind in injections:
             s = int((when - t0) // 60)
-            if s < split_step or s >= T:
-                continue  # training-part incidents stay unlabelled
-            hi = min(s + K_MINUTES + 1, T)
-            rec = min(hi + RECOVERY_MINUTES, T)
+            if s >= min(fit_lo, first_test_end):
+                continue
+            hi = s + K_MINUTES + 1
+            rec = hi + RECOVERY_MINUTES
             label[s:hi] = 1
             label[hi:rec][label[hi:rec] == 0] = -1
             system = frozenset(["system"])
@@ -138,15 +147,16 @@ def load(path: str | Path | None = None, quick: bool = False) -> list[Split]:
         raw_logs = {"log_ts": log_ts, "log_target": log_target, "messages": messages}
         W = PROFILE["window_steps"]
         part = _Parts(names, ts, values, pods, label, raw_logs)
-        test = part(split_step - W + 1, T, True)
-        test.label[: W - 1] = -1
+        morning = part(0, min(fit_lo, first_test_end), True)
+        evening = part(ref_hi - W + 1, T if not quick else ref_hi + 60, True)
+        evening.label[: W - 1] = -1
         splits.append(
             Split(
                 day_dir.name,
-                [part(0, val_step, False)],
-                [part(val_step - W + 1, split_step, False)],
-                [test],
-                test_from=W - 1,
+                [part(fit_lo, val_lo, False)],
+                [part(val_lo - W + 1, ref_hi, False)],
+                [morning, evening],
+                test_from=[PROFILE["patch_steps"], W - 1],
                 segments=segments,
                 meta={"injections": injections, "val_from": W - 1},
             )

@@ -80,6 +80,10 @@ class Command(BaseCommand):
 
         self.step(5, total, "simulated fleet (its injected scenarios are labeled ground truth)")
         self.simulation = self.prepare_simulation(options)
+        call_command("alerting_seed", verbosity=0)
+        self.stdout.write(
+            "    starter alert rules in place (Alerts → Rules); models train in the background"
+        )
         self.stdout.write(f"    bootstrap done in {time.monotonic() - started:.1f} s")
         if options["bootstrap_only"]:
             return
@@ -159,6 +163,8 @@ class Command(BaseCommand):
         metrics_dir.mkdir(parents=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         env.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+        # First models are trained on the simulator at a size two cores finish in minutes.
+        env.setdefault("TELLTALE_BOOTSTRAP_TRAINING", "demo")
         return env
 
     def commands(self, options, token: str) -> list[tuple[str, list[str]]]:
@@ -184,6 +190,14 @@ class Command(BaseCommand):
                 ],
             ),
             (
+                "trainer",
+                [
+                    python, "-m", "celery", "-A", "workers.celery", "worker", "-Q", "training",
+                    "--concurrency", "1", "--pool", "solo", "-n", "trainer@%h",
+                    "--loglevel", "INFO", "--logfile", str(logs / "trainer.log"),
+                ],
+            ),
+            (
                 "beat",
                 [
                     python, "-m", "celery", "-A", "workers.celery", "beat", "--loglevel", "INFO",
@@ -194,7 +208,9 @@ class Command(BaseCommand):
         if not options["no_feed"]:
             # The agent feeds this machine's metrics and Telltale's own logs (plus the
             # system log when readable), so the demo shows live data from the first minute.
-            tailed = [logs / "web-access.log", logs / "worker.log", logs / "beat.log"]
+            tailed = [
+                logs / name for name in ("web-access.log", "worker.log", "beat.log", "trainer.log")
+            ]
             tailed += [
                 Path(p) for p in ("/var/log/syslog", "/var/log/messages") if os.access(p, os.R_OK)
             ]

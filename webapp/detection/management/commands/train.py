@@ -1,5 +1,6 @@
-"""`manage.py train {anomaly,interference,mitigation} [--quick] [--promote]`: train a new
-version in this process (progress on stdout), as the Models page's button does in a worker."""
+"""`manage.py train {anomaly,interference,mitigation} [--profile P] [--promote]`: train a
+new version in this process (progress on stdout), as the Models page's button does in a
+worker. Profiles: full (the evaluated configuration), demo (minutes), quick (seconds)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,7 @@ from django.core.management import BaseCommand, CommandError
 
 from webapp.detection import versions
 from webapp.detection.models import ModelVersion
-
-QUICK = {
-    "anomaly": {"quick": True},
-    "interference": {"n_nodes": 4, "n_instances": 24, "hours": 4.0, "epochs": 2},
-    "mitigation": {"n_events": 1500, "val_events": 600},
-}
+from webapp.detection.versions import PROFILES
 
 
 class Command(BaseCommand):
@@ -24,7 +20,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("kind", choices=[k for k, _ in ModelVersion.KINDS])
         parser.add_argument(
-            "--quick", action="store_true", help="a small, fast model (demo, tests)"
+            "--profile",
+            choices=sorted(PROFILES),
+            default="full",
+            help="training size: full (evaluated configuration), demo (minutes), quick (seconds)",
         )
         parser.add_argument(
             "--config", default="{}", help='JSON training options, e.g. {"epochs": 5}'
@@ -33,12 +32,12 @@ class Command(BaseCommand):
             "--promote", action="store_true", help="promote it when training succeeds"
         )
 
-    def handle(self, *args, kind: str, quick: bool, config: str, promote: bool, **options):
+    def handle(self, *args, kind: str, profile: str, config: str, promote: bool, **options):
         try:
             extra = json.loads(config)
         except json.JSONDecodeError as exc:
             raise CommandError(f"--config is not JSON: {exc}") from None
-        train_options = {**(QUICK[kind] if quick else {}), **extra}
+        train_options = {**PROFILES[profile][kind], **extra}
         logging.getLogger("models").setLevel(logging.INFO)
         version = versions.create_version(kind, {"train": train_options})
         self.stdout.write(f"training {kind} v{version.version} with {train_options or 'defaults'}")
