@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _check(tmp_path, **env_changes) -> subprocess.CompletedProcess:
+def _env(tmp_path, **env_changes) -> dict:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -26,14 +26,22 @@ def _check(tmp_path, **env_changes) -> subprocess.CompletedProcess:
             **env_changes,
         }
     )
+    return env
+
+
+def _manage(tmp_path, *args, **env_changes) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=env,
+        env=_env(tmp_path, **env_changes),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def _check(tmp_path, **env_changes) -> subprocess.CompletedProcess:
+    return _manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", **env_changes)
 
 
 def test_check_deploy_is_clean_with_https_settings(tmp_path):
@@ -58,3 +66,41 @@ def test_defaults_only_leave_the_https_switches_to_the_operator(tmp_path):
         if "(security." in line
     }
     assert found == {"security.W004", "security.W008"}, result.stderr
+
+
+# Runs inside the production settings: the cookies a browser really receives.
+COOKIES = """
+from django.conf import settings
+from django.test import Client
+response = Client(HTTP_HOST="telltale.example").get("/login/")
+cookie = response.cookies["csrftoken"]
+print("status", response.status_code)
+print("csrf-cookie-secure", bool(cookie["secure"]))
+print("csrf-cookie-samesite", cookie["samesite"])
+for name in ("DEBUG", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY"):
+    print(name, getattr(settings, name))
+print("frame", response["X-Frame-Options"], response["X-Content-Type-Options"])
+"""
+
+
+def test_production_cookies_are_secure_and_http_only(tmp_path):
+    result = _manage(tmp_path, "shell", "--no-imports", "-c", COOKIES)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines())
+    assert lines == {
+        "status": "200",
+        "csrf-cookie-secure": "True",
+        "csrf-cookie-samesite": "Lax",
+        "DEBUG": "False",
+        "SESSION_COOKIE_SECURE": "True",
+        "CSRF_COOKIE_SECURE": "True",
+        "SESSION_COOKIE_HTTPONLY": "True",
+        "frame": "DENY nosniff",
+    }, result.stdout
+
+
+def test_turning_secure_cookies_off_is_reported(tmp_path):
+    # The guard above is only worth something if check --deploy notices the opposite.
+    result = _check(tmp_path, SESSION_COOKIE_SECURE="false", CSRF_COOKIE_SECURE="false")
+    assert result.returncode != 0
+    assert "security.W012" in result.stderr and "security.W016" in result.stderr

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from webapp.core import roles
+from webapp.core import roles, throttle
 from webapp.core.models import AuditEvent, IngestToken
 
 TOKEN_PREFIX = "tt_"  # noqa: S105 - marks Telltale tokens, not a secret
@@ -103,3 +103,39 @@ def ensure_admin(username: str, password: str) -> tuple[object, bool]:
     set_user_role(user, roles.ADMIN)
     audit(None, "user.created", username, superuser=True)
     return user, True
+
+
+# --- logins: every outcome that matters for security leaves an audit row -------------------
+def login_failed(username: str, ip: str) -> None:
+    """A wrong name or password: counted towards the lockouts, and audited."""
+    locked = throttle.count_failure(username, ip)
+    audit(None, "login.failed", username[:150], ip=ip)
+    for scope, failures in locked:
+        audit(
+            None,
+            "login.locked",
+            username[:150] if scope == throttle.USER else ip,
+            scope=scope,
+            failures=failures,
+            seconds=throttle.limits().lockout,
+            ip=ip,
+        )
+
+
+def login_refused(username: str, ip: str, scope: str, retry_after: int) -> None:
+    """An attempt refused by a lockout; only the first refusal of each lock is written, so a
+    flood of attempts cannot flood the audit table."""
+    if throttle.first_refusal(scope, username if scope == throttle.USER else ip):
+        audit(
+            None,
+            "login.throttled",
+            username[:150],
+            ip=ip,
+            scope=scope,
+            retry_after=retry_after,
+        )
+
+
+def login_succeeded(user, ip: str) -> None:
+    throttle.clear_user(user.get_username())
+    audit(user, "login.succeeded", user.get_username(), ip=ip)

@@ -3,16 +3,33 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
+from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.core import health, roles, selfmetrics, services
-from webapp.core.forms import IngestTokenForm, UserCreateForm
+from webapp.core.forms import IngestTokenForm, ThrottledAuthenticationForm, UserCreateForm
 from webapp.core.models import AuditEvent, IngestToken
 from webapp.core.tokens import authenticate, raw_token_from_request
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login (which already ignores a ``next`` pointing at another site), with
+    failed-login lockouts: a refused attempt answers 429 with Retry-After."""
+
+    authentication_form = ThrottledAuthenticationForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.has_error("__all__", "throttled"):
+            response.status_code = 429
+            response["Retry-After"] = str(form.retry_after)
+        return response
 
 
 @login_not_required
@@ -131,5 +148,14 @@ def token_revoke(request, token_id: int):
 
 @roles.require_role(roles.ADMIN)
 def audit_log(request):
-    events = AuditEvent.objects.select_related("actor")[:500]
-    return render(request, "core/audit.html", {"events": events})
+    events = AuditEvent.objects.select_related("actor").order_by("-at", "-id")
+    action = request.GET.get("action", "").strip()
+    if action:
+        # "login" finds login.failed, login.locked…; "token.created" finds just that.
+        events = events.filter(action__startswith=action)
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "core/audit.html",
+        {"page": page, "events": page.object_list, "action": action},
+    )

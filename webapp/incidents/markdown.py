@@ -13,11 +13,15 @@ ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
 
 
 def render(text: str) -> str:
-    """HTML safe to mark as such: nh3 (ammonia) removes scripts, event handlers, styles and
-    any URL scheme but http(s) and mailto, whatever the Markdown produced."""
-    html = md.markdown(
-        text, extensions=["fenced_code", "tables", "sane_lists"], output_format="html"
+    """HTML safe to mark as such. Raw HTML in a comment is shown as the text people typed
+    (Markdown's HTML passthrough is off), and nh3 (ammonia) then removes scripts, event
+    handlers, styles and any URL scheme but http(s) and mailto, whatever remains."""
+    converter = md.Markdown(
+        extensions=["fenced_code", "tables", "sane_lists"], output_format="html"
     )
+    converter.preprocessors.deregister("html_block")
+    converter.inlinePatterns.deregister("html")
+    html = converter.convert(text)
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

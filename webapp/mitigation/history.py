@@ -52,39 +52,62 @@ COVARIATES = (
 )
 
 
+MAX_ROWS = 100_000
+SCALARS = (str, int, float, bool, type(None))
+
+
 @dataclass
 class ImportReport:
     imported: int = 0
     skipped_known: int = 0
     errors: list[dict] = field(default_factory=list)
+    # Set when the file as a whole is refused (unreadable, wrong shape, too many rows).
+    file_error: str | None = None
 
 
 def _frame(name: str, data: bytes) -> tuple[pd.DataFrame | None, int, str | None]:
     """(frame, offset from row index to the line people see, error)."""
+    if b"\x00" in data[:65536]:
+        return None, 0, "unreadable file: it is binary, not CSV or JSON text"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, 0, f"unreadable file: not UTF-8 text ({exc.reason} at byte {exc.start})"
     try:
         if name.lower().endswith(".json"):
             rows = json.loads(data)
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 return None, 0, "the JSON must be a list of objects"
-            return pd.DataFrame(rows), 1, None
-        return pd.read_csv(io.BytesIO(data)), 2, None
+            if any(not isinstance(v, SCALARS) for r in rows for v in r.values()):
+                return None, 0, "every JSON value must be a string, number, true/false or null"
+            frame, offset = pd.DataFrame(rows), 1
+        else:
+            frame, offset = pd.read_csv(io.BytesIO(data)), 2
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        return None, 0, f"unreadable file: {exc}"
+        return None, 0, f"unreadable file: {str(exc).strip().splitlines()[0][:300]}"
+    if len(frame) > MAX_ROWS:
+        return None, 0, f"the file has {len(frame)} rows; import at most {MAX_ROWS} at a time"
+    return frame, offset, None
 
 
 def import_file(name: str, data: bytes, actor=None) -> ImportReport:
     report = ImportReport()
     frame, offset, error = _frame(name, data)
     if frame is None:
+        report.file_error = error
         report.errors.append({"row": "–", "column": "", "message": error})
         return report
     if "node" not in frame.columns:
+        report.file_error = "the required column node is missing"
         report.errors.append(
             {"row": "–", "column": "node", "message": "required column is missing"}
         )
         return report
     actions = {a.key: a for a in MitigationAction.objects.all()}
     clean, errors = validate_history(frame, tuple(actions))
+    missing = [e.column for e in errors if e.row is None and e.column]
+    if missing:
+        report.file_error = f"required columns are missing: {', '.join(missing)}"
     for e in errors:
         report.errors.append(
             {

@@ -11,13 +11,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from webapp.core import roles
+from webapp.core.csrf import session_csrf_failed
 from webapp.core.models import IngestToken
 from webapp.core.tokens import authenticate, raw_token_from_request
 from webapp.mitigation import charts, history, services
+from webapp.mitigation.forms import MAX_IMPORT_BYTES, HistoryImportForm
 from webapp.mitigation.models import MitigationAction, UnhealthyEvent
 from webapp.telemetry.models import Node
-
-MAX_IMPORT_BYTES = 5 * 1024 * 1024
 
 
 @roles.require_role(roles.VIEWER)
@@ -147,21 +147,48 @@ def event_create(request):
 
 @roles.require_role(roles.ADMIN)
 def history_import(request):
-    report = None
-    if request.method == "POST":
-        upload = request.FILES.get("file")
-        if upload is None:
-            messages.error(request, "choose a CSV or JSON file")
-        elif upload.size > MAX_IMPORT_BYTES:
-            messages.error(
-                request, f"the file is larger than {MAX_IMPORT_BYTES // 1024 // 1024} MB"
-            )
-        else:
-            report = history.import_file(upload.name, upload.read(), actor=request.user)
-    return render(request, "mitigation/import.html", {"report": report, "schema": history.SCHEMA})
+    """Upload of past events; a refused file answers 400 (413 when too large) with the
+    reason next to the file field."""
+    report, status = None, 200
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if request.method == "POST" and declared > MAX_IMPORT_BYTES + 64 * 1024:
+        # Refuse before Django spools the body to disk.
+        form = HistoryImportForm(data={}, files={})
+        form.errors["file"] = form.error_class(
+            [f"The upload is larger than {MAX_IMPORT_BYTES // 1024 // 1024} MB."]
+        )
+        status = 413
+    else:
+        form = HistoryImportForm(
+            *((request.POST, request.FILES) if request.method == "POST" else ())
+        )
+        if request.method == "POST":
+            if not form.is_valid():
+                status = 413 if form.has_error("file", "too_large") else 400
+            else:
+                upload = form.cleaned_data["file"]
+                report = history.import_file(upload.name, upload.read(), actor=request.user)
+                if report.file_error:
+                    form.add_error("file", report.file_error)
+                    status = 400
+    return render(
+        request,
+        "mitigation/import.html",
+        {
+            "form": form,
+            "report": report,
+            "schema": history.SCHEMA,
+            "max_mb": MAX_IMPORT_BYTES // 1024 // 1024,
+            "max_rows": history.MAX_ROWS,
+        },
+        status=status,
+    )
 
 
-@csrf_exempt  # token clients; sessions need a role and go through the same checks
+@csrf_exempt  # token clients; sessions need a role and pass the CSRF check below
 @login_not_required
 @require_POST
 def events_api(request):
@@ -173,6 +200,8 @@ def events_api(request):
             return JsonResponse({"error": "authentication required"}, status=401)
         if IngestToken.SCOPE_METRICS_WRITE not in token.scopes:
             return JsonResponse({"error": "this token lacks the 'metrics:write' scope"}, status=403)
+    elif session_csrf_failed(request):
+        return JsonResponse({"error": "CSRF token missing or incorrect"}, status=403)
     try:
         body = json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):
