@@ -79,3 +79,14 @@ def test_bootstrap_queues_each_untrained_kind_once_with_the_profile(db):
     mitigation = queued.get(kind="mitigation")
     assert mitigation.config["train"] == versions.PROFILES["quick"]["mitigation"]
     assert versions.bootstrap_models("quick") == []  # versions exist now: nothing more
+
+
+def test_train_command_bootstrap_queues_without_training(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("train", bootstrap=True, profile="quick", stdout=out)
+    assert "queued 3" in out.getvalue()
+    assert set(ModelVersion.objects.values_list("training_state", flat=True)) == {"queued"}

@@ -243,6 +243,12 @@ class Command(BaseCommand):
             )
             sys.exit(1)
         env = self.child_env()
+        # Queue the first models' training now (not at beat's first interval): the trainer
+        # picks it up as soon as it starts.
+        subprocess.run(
+            [sys.executable, "manage.py", "train", "--bootstrap"],
+            env=env, cwd=settings.BASE_DIR, check=False,
+        )  # fmt: skip
         children: list[tuple[str, subprocess.Popen]] = []
         for name, argv in self.commands(options, token):
             children.append((name, subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR)))

@@ -18,12 +18,17 @@ class Command(BaseCommand):
     help = "Train a new model version and record it on the Models page."
 
     def add_arguments(self, parser):
-        parser.add_argument("kind", choices=[k for k, _ in ModelVersion.KINDS])
+        parser.add_argument("kind", nargs="?", choices=[k for k, _ in ModelVersion.KINDS])
+        parser.add_argument(
+            "--bootstrap",
+            action="store_true",
+            help="queue (not run) training of every kind never trained, for the workers",
+        )
         parser.add_argument(
             "--profile",
             choices=sorted(PROFILES),
-            default="full",
-            help="training size: full (evaluated configuration), demo (minutes), quick (seconds)",
+            help="training size: full (evaluated configuration; the default), demo (minutes), "
+            "quick (seconds); with --bootstrap, TELLTALE_BOOTSTRAP_TRAINING is the default",
         )
         parser.add_argument(
             "--config", default="{}", help='JSON training options, e.g. {"epochs": 5}'
@@ -33,11 +38,17 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, kind: str, profile: str, config: str, promote: bool, **options):
+        if options["bootstrap"]:
+            queued = versions.bootstrap_models(profile)
+            self.stdout.write(f"queued {len(queued)} first training run(s)")
+            return
+        if not kind:
+            raise CommandError("name the kind to train, or pass --bootstrap")
         try:
             extra = json.loads(config)
         except json.JSONDecodeError as exc:
             raise CommandError(f"--config is not JSON: {exc}") from None
-        train_options = {**PROFILES[profile][kind], **extra}
+        train_options = {**PROFILES[profile or "full"][kind], **extra}
         logging.getLogger("models").setLevel(logging.INFO)
         version = versions.create_version(kind, {"train": train_options})
         self.stdout.write(f"training {kind} v{version.version} with {train_options or 'defaults'}")
