@@ -58,8 +58,9 @@ def alerting_cycle() -> dict:
 def deliver_notification(self, notification_id: int) -> str:
     from webapp.alerting.delivery import RetryLater, deliver
 
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     try:
-        return deliver(notification_id)
+        return deliver(notification_id, redelivered=redelivered)
     except RetryLater as later:  # exponential backoff, computed and logged by deliver()
         if self.request.is_eager:  # in-process tasks cannot wait; the beat cycle retries
             return "retry-scheduled"

@@ -4,8 +4,10 @@ exponential backoff between failures, until sent or expired.
 A notification is claimed (``claimed_until``) in a short transaction before its send,
 so a duplicate task, a Celery retry racing the sweeper, or a second worker skips it;
 once sent it is never sent again. A worker killed between the send and the write of
-its result leaves the claim to lapse and the sweeper retries: at least once, with
-the dedup key in every message (Idempotency-Key, Message-ID) for the receiver.
+its result: the broker hands the same task back (acks_late, reject_on_worker_lost)
+marked as redelivered, and that run takes over the dead run's claim at once; without
+such a redelivery the claim lapses and the sweeper retries. At least once, with the
+dedup key in every message (Idempotency-Key, Message-ID) for the receiver.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ def backoff_seconds(attempts: int) -> float:
     return min(MAX_BACKOFF_S, base * 2 ** max(0, attempts - 1))
 
 
-def deliver(notification_id: int, now=None) -> str:
+def deliver(notification_id: int, now=None, redelivered: bool = False) -> str:
     """One delivery attempt; returns what happened. Raises ``RetryLater`` after a failure
-    that will be retried, so the Celery task can schedule itself with that countdown."""
+    that will be retried, so the Celery task can schedule itself with that countdown.
+    ``redelivered``: this task's message came back because the worker running it died,
+    so a live claim is that dead run's own and is taken over instead of waited out."""
     injected = now is not None
     now = now or timezone.now()
     with transaction.atomic():
@@ -54,7 +58,7 @@ def deliver(notification_id: int, now=None) -> str:
             return "gone"
         if n.status != Notification.PENDING:
             return n.status
-        if n.claimed_until is not None and n.claimed_until > now:
+        if n.claimed_until is not None and n.claimed_until > now and not redelivered:
             return "busy"
         if n.next_attempt_at > now:
             return "not-due"
