@@ -82,7 +82,11 @@ def redis_server():
 
 @pytest.fixture
 def pg_cluster():
-    cluster = throwaway.PgCluster(PG_BIN)
+    """A throwaway cluster holding the database ``telltale``, migrated, with an ingest
+    token (once per set of migrations; later runs copy that cluster), on a free port."""
+    template, token, seconds = throwaway.migrated_template(PG_BIN, "telltale")
+    cluster = throwaway.PgCluster(PG_BIN, template)
+    cluster.migrate_seconds, cluster.token = seconds, token
     try:
         cluster.start()
         yield cluster

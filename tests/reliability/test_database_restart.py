@@ -91,12 +91,9 @@ class Client:
 
 
 def test_postgres_restart_during_remote_write(pg_cluster, processes):
-    t0 = time.monotonic()
-    pg_cluster.psql("CREATE DATABASE telltale")
     env = throwaway.app_env(pg_cluster.url("telltale"))
-    throwaway.manage(env, "migrate", "--noinput")
-    token = throwaway.manage(env, "create_ingest_token", "rel-stream").strip()
-    migrated = time.monotonic()
+    token = pg_cluster.token
+    t0 = time.monotonic()
     web, base = processes.web(env)
     web_up = time.monotonic()
     workers_before = _children(web.pid)
@@ -156,8 +153,8 @@ def test_postgres_restart_during_remote_write(pg_cluster, processes):
         "acked_before_outage": acked_before_stop,
         "outage_seconds": round(restarted_at - stopped_at, 2),
         "seconds_down_before_start": round(down_for, 2),
-        "seconds_migrate": round(migrated - t0, 2),
-        "seconds_web_start": round(web_up - migrated, 2),
+        "seconds_migrate_this_run": round(pg_cluster.migrate_seconds, 2),
+        "seconds_web_start": round(web_up - t0, 2),
         "seconds_streaming_before_outage": round(streaming, 2),
         "recovered_seconds_after_start": round(recovered_after, 2),
         "readyz_during_outage": ready_during,

@@ -62,13 +62,18 @@ class PgCluster:
     """initdb in a temporary directory owned by ``postgres`` (tests run as root, and
     PostgreSQL refuses to run as root); trust authentication on loopback only."""
 
-    def __init__(self, bin_dir: Path):
+    def __init__(self, bin_dir: Path, template: Path | None = None):
+        """A new cluster; ``template``: a stopped cluster's data directory to copy instead
+        of running initdb (see ``migrated_template``)."""
         self.bin = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="telltale-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
         shutil.chown(self.root, "postgres", "postgres")
         os.chmod(self.root, 0o700)
+        if template is not None:
+            self._as_postgres(["cp", "-a", str(template), str(self.data)])
+            return
         self._as_postgres(
             [
                 *(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres"),
@@ -286,3 +291,45 @@ def manage(env: dict, *args: str, timeout: float = 180) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed: {done.stderr[-3000:]}")
     return done.stdout
+
+
+def migrated_template(bin_dir: Path, database: str) -> tuple[Path, str, float]:
+    """A stopped cluster with ``database`` migrated by ``manage.py migrate`` and one ingest
+    token, kept under var/test-cache and keyed by the PostgreSQL version and the migration
+    files, so each run copies it instead of starting Django twice more.
+    Returns (data dir, raw ingest token, seconds spent now)."""
+    import hashlib
+
+    started = time.monotonic()
+    files = [
+        *sorted(REPO.glob("webapp/*/migrations/*.py")),
+        REPO / "webapp/telemetry/store/postgres.py",
+    ]
+    digest = hashlib.sha256(str(bin_dir).encode())
+    for path in files:
+        digest.update(path.name.encode() + path.read_bytes())
+    cache = REPO / "var" / "test-cache" / f"pg-{digest.hexdigest()[:16]}"
+    data = cache / "data"
+    if (data / "PG_VERSION").is_file() and (cache / "token").is_file():
+        return data, (cache / "token").read_text().strip(), time.monotonic() - started
+    cluster = PgCluster(bin_dir)
+    try:
+        cluster.start()
+        cluster.psql(f"CREATE DATABASE {database}")
+        env = app_env(cluster.url(database))
+        manage(env, "migrate", "--noinput")
+        token = manage(env, "create_ingest_token", "reliability").strip()
+        cluster.stop("fast")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=cache.name + "-", dir=cache.parent))
+        shutil.chown(staging, "postgres", "postgres")
+        os.chmod(staging, 0o700)
+        cluster._as_postgres(["cp", "-a", str(cluster.data), str(staging / "data")])
+        (staging / "token").write_text(token)
+        try:
+            os.rename(staging, cache)  # atomic: a concurrent run may have won the race
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        cluster.destroy()
+    return data, (cache / "token").read_text().strip(), time.monotonic() - started
