@@ -32,9 +32,9 @@ def test_broker_outage(clean_store, celery_env, redis_server, processes):
     _, token = create_ingest_token("rel-broker", ["metrics:write"])
     alerting_setup(hook.url, ["rel-b1"], METRIC, agg="last", until_s=1)
     _, base = processes.web(celery_env)
-    processes.worker(celery_env, "--pool", "prefork", "--concurrency", "1")
-    processes.beat(celery_env)
-    wait_until(lambda: len(hook.keys()) == 1, 60, what="the firing notification")
+    worker = processes.worker(celery_env, "--pool", "prefork", "--concurrency", "1")
+    beat = processes.beat(celery_env)
+    wait_until(lambda: len(hook.keys()) == 1, 90, what="the firing notification")
 
     def ingest(value: float) -> object:
         now_ms = int(time.time() * 1000)
@@ -75,6 +75,7 @@ def test_broker_outage(clean_store, celery_env, redis_server, processes):
         "notifications": Notification.objects.count(),
         "hook_requests": len(hook.keys()),
         "hook_statuses": [p["status"] for p in payloads],
+        "worker_and_beat_survived": worker.alive() and beat.alive(),
     }
     record("broker_outage", figures)
 
@@ -88,3 +89,4 @@ def test_broker_outage(clean_store, celery_env, redis_server, processes):
     assert [p["status"] for p in payloads] == ["firing", "resolved"]
     assert len(set(hook.keys())) == 2 and Notification.objects.count() == 2
     assert all(s == 204 for s in after)
+    assert worker.alive() and beat.alive(), "nothing may need a restart after the outage"

@@ -36,7 +36,7 @@ def test_notifications_survive_a_receiver_outage(
             n.attempts >= FAILED_ATTEMPTS_BEFORE_RETURN for n in pending
         )
 
-    wait_until(all_failed_enough, 60, what="three notifications failing three times")
+    wait_until(all_failed_enough, 90, what="three notifications failing three times")
     down_for = time.time()
     hook.up()
     wait_until(

@@ -45,7 +45,7 @@ def test_worker_killed_during_a_notification_send(
     alerting_setup(hook.url, ["rel-kill"], "rel_kill_metric")
     worker = processes.worker(celery_env, "--pool", "prefork", "--concurrency", "1")
 
-    wait_until(hook.hanging.is_set, 60, what="a notification send in flight")
+    wait_until(hook.hanging.is_set, 90, what="a notification send in flight")
     victim = pool_child(worker.pid)
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -154,7 +154,7 @@ def test_worker_killed_during_scoring(clean_store, celery_env, processes, produc
             ).fetchone()
             return row[0] > 0
 
-        wait_until(stuck_writing, 90, what="the scoring task waiting on its final write")
+        wait_until(stuck_writing, 150, what="the scoring task waiting on its final write")
         anomalies_before_kill = Anomaly.objects.count()
         victim = pool_child(worker.pid)
         os.kill(victim, signal.SIGKILL)
@@ -167,7 +167,7 @@ def test_worker_killed_during_scoring(clean_store, celery_env, processes, produc
         data = query.get_store().read_raw(ids, 0, int(time.time() * 1000) + 60_000)
         return sorted(len(ts) for ts, _ in data.values())
 
-    wait_until(lambda: len(score_samples()) == targets, 90, what="scores written by the rerun")
+    wait_until(lambda: len(score_samples()) == targets, 150, what="scores written by the rerun")
     rerun_s = time.monotonic() - killed_at
     time.sleep(2.0)  # anything still to come from a second run would land now
     samples = score_samples()
