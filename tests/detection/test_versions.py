@@ -90,3 +90,12 @@ def test_train_command_bootstrap_queues_without_training(db):
     call_command("train", bootstrap=True, profile="quick", stdout=out)
     assert "queued 3" in out.getvalue()
     assert set(ModelVersion.objects.values_list("training_state", flat=True)) == {"queued"}
+
+
+@pytest.mark.parametrize("kind", ["anomaly", "interference", "mitigation"])
+def test_each_kind_trains_through_the_app_and_is_promoted_first(db, kind, tmp_path, settings):
+    settings.VAR_DIR = tmp_path
+    version = versions.create_version(kind, {"train": versions.PROFILES["quick"][kind]})
+    version = versions.run_training(version.pk)
+    assert version.training_state == "succeeded", version.error
+    assert version.status == "promoted" and version.metrics

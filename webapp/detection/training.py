@@ -86,7 +86,11 @@ def train_anomaly(version: ModelVersion) -> dict:
     windows = labelled_windows(_metric_names(), model.window_steps, model.step_seconds)
     cfg = TrainConfig(
         **{
-            **{k: v for k, v in asdict(base).items() if k not in ("model", "extra_windows")},
+            **{
+                k: v
+                for k, v in asdict(base).items()
+                if k not in ("model", "extra_windows", "out_dir")
+            },
             **options,
         },
         model=model,
