@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Decimal
 
 from ingest.limits import DEFAULT_LIMITS, Limits
@@ -28,6 +29,10 @@ LINE_SIZE_FACTOR = 8
 # cover dates up to year 5138, so nothing real is misread.
 _EPOCH_UNITS = ((1e11, 1_000_000_000), (1e14, 1_000_000), (1e17, 1_000), (math.inf, 1))
 _MAX_TS_NS = 2**63 - 1
+# JSON may spell half of a UTF-16 pair ("\ud800") on its own; Python then holds a string
+# that neither UTF-8 nor the database can take, so such halves become U+FFFD.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def decode_json_lines(body: bytes, *, now_ns: int, limits: Limits = DEFAULT_LIMITS) -> LogBatch:
@@ -91,6 +96,8 @@ def _decode_line(raw: bytes, now_ns: int, limits: Limits) -> LogEntry:
         raise _LineError(f"expected a JSON object, got {type(obj).__name__}")
     if _depth(obj) > limits.max_json_depth:
         raise _LineError(f"JSON nested deeper than {limits.max_json_depth} levels")
+    if _SURROGATE_ESCAPE.search(raw):
+        obj = scrub_surrogates(obj)
     fields = dict(obj)
 
     message_key = next((k for k in MESSAGE_KEYS if k in fields), None)
@@ -155,6 +162,21 @@ def limit_log_entry(entry: LogEntry, limits: Limits) -> None:
         kept = list(entry.attributes.items())[: limits.max_attributes]
         entry.attributes = dict(kept)
         entry.attributes[DROPPED_ATTRIBUTE] = str(extra)
+
+
+def has_surrogate_escape(raw: bytes) -> bool:
+    return _SURROGATE_ESCAPE.search(raw) is not None
+
+
+def scrub_surrogates(value: object) -> object:
+    """``value`` with lone UTF-16 surrogates in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {scrub_surrogates(k): scrub_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_surrogates(v) for v in value]
+    return value
 
 
 def stringify(value: object) -> str:

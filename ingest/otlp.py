@@ -32,7 +32,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from ingest.jsonlines import limit_log_entry, stringify
+from ingest.jsonlines import (
+    has_surrogate_escape,
+    limit_log_entry,
+    scrub_surrogates,
+    stringify,
+)
 from ingest.limits import DEFAULT_LIMITS, Limits
 from ingest.types import (
     STALE_NAN,
@@ -94,6 +99,12 @@ def _load(body: bytes, content_type: str, message: Message, limits: Limits) -> M
         raise DecodeError(f"not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise DecodeError(f"expected a JSON object ({name}), got {type(document).__name__}")
+    if has_surrogate_escape(body):
+        # The protobuf runtime fails on such strings with a SystemError, not a ParseError.
+        try:
+            document = scrub_surrogates(document)
+        except RecursionError:
+            raise DecodeError(f"not a valid OTLP JSON {name}: nested too deeply") from None
     _hex_ids_to_base64(document)
     try:
         # The OTLP spec tells receivers to ignore unknown fields, for forward compatibility.
@@ -382,6 +393,11 @@ class _MetricsBuilder:
         for name, extra, _ in samples:
             labels = dict(base)
             if extra is not None:
+                if len(extra[1]) > limits.max_label_value_length:
+                    # le/quantile values are numbers printed in full: 1e300 has 301 digits
+                    reason = f"{extra[0]} label value longer than {limits.max_label_value_length}"
+                    self.reject(where, reason)
+                    return
                 labels[extra[0]] = extra[1]
             labels["__name__"] = name
             keys.append(tuple(sorted(labels.items())))

@@ -21,7 +21,8 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from ingest.jsonlines import decode_json_lines
+from ingest import admission, quotas
+from ingest.jsonlines import DROPPED_ATTRIBUTE, TRUNCATED_ATTRIBUTE, decode_json_lines
 from ingest.limits import Limits
 from ingest.otlp import (
     decode_otlp_logs,
@@ -46,7 +47,14 @@ MAX_REJECTIONS_SHOWN = 20
 def current_limits() -> Limits:
     return Limits(
         max_body_bytes=settings.TELLTALE_INGEST_MAX_BODY_BYTES,
-        max_decoded_bytes=settings.TELLTALE_INGEST_MAX_BODY_BYTES * 8,
+        max_decoded_bytes=settings.TELLTALE_INGEST_MAX_DECODED_BYTES,
+        max_series=settings.TELLTALE_INGEST_MAX_SERIES_PER_REQUEST,
+        max_samples=settings.TELLTALE_INGEST_MAX_SAMPLES_PER_REQUEST,
+        max_labels=settings.TELLTALE_INGEST_MAX_LABELS_PER_SERIES,
+        max_label_name_length=settings.TELLTALE_INGEST_MAX_LABEL_NAME_LENGTH,
+        max_label_value_length=settings.TELLTALE_INGEST_MAX_LABEL_VALUE_LENGTH,
+        max_log_lines=settings.TELLTALE_INGEST_MAX_LOG_LINES_PER_REQUEST,
+        max_log_line_bytes=settings.TELLTALE_INGEST_MAX_LOG_LINE_BYTES,
         max_age_ms=settings.TELLTALE_INGEST_MAX_AGE_SECONDS * 1000,
         max_future_ms=settings.TELLTALE_INGEST_MAX_FUTURE_SECONDS * 1000,
     )
@@ -79,6 +87,44 @@ def _authenticate(request, scope: str) -> AuthenticatedToken:
     return token
 
 
+def _check_rate(token: AuthenticatedToken) -> None:
+    """Refuse before reading the body: a token over its rate costs us no decoding."""
+    try:
+        quotas.check_rate(token)
+    except quotas.RateLimited as exc:
+        raise Refused(429, str(exc), "rate_limit", {"Retry-After": str(exc.retry_after)}) from None
+
+
+def _admit_metrics(token: AuthenticatedToken, batch: MetricBatch) -> None:
+    quotas.charge(token, batch.sample_count + batch.rejected_count)
+    admission.drop_unstorable_series(batch)
+    quotas.enforce_new_series_limit(token, batch)
+
+
+def _admit_logs(token: AuthenticatedToken, batch: LogBatch) -> None:
+    quotas.charge(token, len(batch.entries) + batch.rejected_count)
+    admission.drop_unstorable_log_entries(batch)
+
+
+def _truncated(batch: LogBatch, limits: Limits) -> str:
+    """Lines cut to the size limits are stored flagged; the client is told, not left guessing."""
+    cut = sum(1 for e in batch.entries if TRUNCATED_ATTRIBUTE in e.attributes)
+    thinned = sum(1 for e in batch.entries if DROPPED_ATTRIBUTE in e.attributes)
+    notes = []
+    if cut:
+        notes.append(
+            f"{cut} log messages longer than {limits.max_log_line_bytes} bytes "
+            "(TELLTALE_INGEST_MAX_LOG_LINE_BYTES) were stored cut to that size, "
+            f"flagged {TRUNCATED_ATTRIBUTE}=true"
+        )
+    if thinned:
+        notes.append(
+            f"{thinned} log lines had more than {limits.max_attributes} attributes; the first "
+            f"{limits.max_attributes} were stored, the number of others in {DROPPED_ATTRIBUTE}"
+        )
+    return "; ".join(notes)
+
+
 def _read_body(request, limits: Limits) -> bytes:
     length = request.headers.get("Content-Length")
     if length is not None:
@@ -104,15 +150,34 @@ def _read_body(request, limits: Limits) -> bytes:
 
 
 def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decompress at most ``limit`` bytes. A gzip body may hold several members (RFC 1952:
+    concatenated files, as some streaming clients send); each is read, so none is dropped.
+    A cut-off stream or bytes after the end are refused rather than half-stored."""
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except (zlib.error, gzip.BadGzipFile) as exc:
-        raise Refused(400, f"body is not valid {encoding}: {exc}", "Content-Encoding") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise Refused(413, f"decompressed body exceeds the limit of {limit} bytes")
-    return out
+    out = bytearray()
+    data = body
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            # len(out) <= limit here, so the budget is at least 1 (0 would mean unlimited).
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            raise Refused(400, f"body is not valid {encoding}: {exc}", "Content-Encoding") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise Refused(
+                413,
+                f"decompressed body exceeds the limit of {limit} bytes "
+                "(TELLTALE_INGEST_MAX_DECODED_BYTES)",
+            )
+        if not inflater.eof:
+            raise Refused(400, f"body is truncated {encoding} data", "Content-Encoding")
+        data = inflater.unused_data
+        if not data.strip(b"\0"):  # gzip tolerates zero padding after the last member
+            return bytes(out)
+        if encoding != "gzip":
+            raise Refused(
+                400, f"{len(data)} bytes after the end of the {encoding} data", "Content-Encoding"
+            )
 
 
 def _rejections(items: list[Rejection]) -> list[dict]:
@@ -138,6 +203,7 @@ def _receiver(source: str, scope: str, handle: Callable):
     def view(request):
         try:
             token = _authenticate(request, scope)
+            _check_rate(token)
             limits = current_limits()
             body = _read_body(request, limits)
             response = handle(request, body, token, limits)
@@ -171,6 +237,7 @@ def _remote_write(request, body, token, limits):
     if encoding != "snappy":
         raise Refused(400, "remote_write bodies must be snappy-compressed", "Content-Encoding")
     batch: MetricBatch = decode_remote_write(body, now_ms=int(time.time() * 1000), limits=limits)
+    _admit_metrics(token, batch)
     result = writer.write_metrics(batch, source="remote_write", client=token.name)
     if batch.rejected:
         # As Prometheus: the valid samples are stored, the client must not retry the rest.
@@ -196,16 +263,21 @@ def _otlp(kind: str):
             batch = decode_otlp_metrics(
                 body, content_type=content_type, now_ms=int(time.time() * 1000), limits=limits
             )
+            _admit_metrics(token, batch)
             writer.write_metrics(batch, source="otlp", client=token.name)
         else:
             batch = decode_otlp_logs(
                 body, content_type=content_type, now_ns=time.time_ns(), limits=limits
             )
+            _admit_logs(token, batch)
             writer.write_logs(
                 batch, source="otlp", client=token.name, batch_digest=_digest(token, body)
             )
         rejected = batch.rejected_count
-        message = "; ".join(f"{r.field}: {r.reason}" for r in batch.rejected[:MAX_REJECTIONS_SHOWN])
+        notes = [f"{r.field}: {r.reason}" for r in batch.rejected[:MAX_REJECTIONS_SHOWN]]
+        if kind == "logs" and (cut := _truncated(batch, limits)):
+            notes.append(cut)
+        message = "; ".join(notes)
         payload = otlp_partial_success_response(kind, rejected, message, content_type)
         return HttpResponse(payload, status=200, content_type=media_type(content_type))
 
@@ -219,7 +291,9 @@ otlp_logs = _receiver("otlp", IngestToken.SCOPE_LOGS_WRITE, _otlp("logs"))
 # --- JSON lines logs ---------------------------------------------------------------------
 def _jsonl(request, body, token, limits):
     batch: LogBatch = decode_json_lines(body, now_ns=time.time_ns(), limits=limits)
+    _admit_logs(token, batch)
     source = request.headers.get("X-Telltale-Source", "").strip()[:32]
+    source = "".join(ch for ch in source if ch.isprintable())
     if source:  # e.g. the host agent names itself so its lines can be told apart
         for entry in batch.entries:
             entry.source = source
@@ -228,6 +302,8 @@ def _jsonl(request, body, token, limits):
         batch, source=source, client=token.name, batch_digest=_digest(token, body)
     )
     payload = {"accepted": result.accepted, "stored": result.stored}
+    if cut := _truncated(batch, limits):
+        payload["truncated"] = cut
     if batch.rejected:
         payload["rejected"] = _rejections(batch.rejected)
         payload["error"] = f"{batch.rejected_count} lines rejected, {result.accepted} accepted"

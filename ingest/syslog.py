@@ -39,7 +39,9 @@ _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "
 _MONTHS = {name: i + 1 for i, name in enumerate(_MONTH_NAMES)}
 # A tag is "app" or "app[pid]" followed by a colon; slashes and dots occur ("postfix/smtpd").
 _TAG = re.compile(r"([^\s\[\]:]{1,64})(?:\[([^\]\s]{0,64})\])?:(?: |$)")
-_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:%-]{0,254}")
+# At most 200 characters: the length of a node name in the store.
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:%-]{0,199}")
+MAX_NODE_NAME = 200
 _SD_NAME = re.compile(r'[^\s=\]"]{1,64}')
 _BOM = "\ufeff"
 _NS = 1_000_000_000
@@ -176,6 +178,10 @@ def _parse_5424(text: str, entry: LogEntry) -> bool:
         return False
     entry.ts_ns = ts_ns
     entry.node = _nil(hostname)
+    if entry.node and len(entry.node) > MAX_NODE_NAME:
+        # RFC 5424 allows 255 characters; the store's node names hold fewer. Keep it as text.
+        entry.attributes["syslog.hostname"] = entry.node
+        entry.node = None
     for key, value in (("syslog.appname", app), ("syslog.procid", procid), ("syslog.msgid", msgid)):
         if value != "-":
             entry.attributes[key] = value
@@ -186,6 +192,16 @@ def _parse_5424(text: str, entry: LogEntry) -> bool:
 
 def _parse_structured_data(text: str, out: dict[str, str]) -> int | None:
     """Parse ``[id k="v" ...]...`` into ``sd.<id>.<k>`` attributes; index after it or None."""
+    # Values of a repeated parameter are joined once at the end: joining as they come
+    # would copy the growing string each time, quadratic in a hostile message.
+    values: dict[str, list[str]] = {}
+    end = _scan_structured_data(text, values)
+    if end is not None:
+        out.update((key, ", ".join(parts)) for key, parts in values.items())
+    return end
+
+
+def _scan_structured_data(text: str, out: dict[str, list[str]]) -> int | None:
     pos, n = 0, len(text)
     while pos < n and text[pos] == "[":
         m = _SD_NAME.match(text, pos + 1)
@@ -197,7 +213,7 @@ def _parse_structured_data(text: str, out: dict[str, str]) -> int | None:
             if pos < n and text[pos] == "]":
                 pos += 1
                 if not params:
-                    out.setdefault(f"sd.{sd_id}", "")  # an element may carry no parameters
+                    out.setdefault(f"sd.{sd_id}", [""])  # an element may carry no parameters
                 break
             if pos >= n or text[pos] != " ":
                 return None
@@ -220,9 +236,8 @@ def _parse_structured_data(text: str, out: dict[str, str]) -> int | None:
                     value.append(ch)
                     pos += 1
             params += 1
-            key = f"sd.{sd_id}.{name}"
             # RFC 5424 lets a parameter repeat; keep every value.
-            out[key] = f"{out[key]}, {''.join(value)}" if key in out else "".join(value)
+            out.setdefault(f"sd.{sd_id}.{name}", []).append("".join(value))
     return pos
 
 

@@ -6,10 +6,16 @@ Pure: JSON bytes in, a cleaned dict out, or ``DecodeError`` naming the first bad
 from __future__ import annotations
 
 import json
+import math
 
 from ingest.types import DecodeError
 
 MAX_ITEMS = 100_000
+# Bounds of the columns and of datetime: larger numbers would fail in the database (a 5xx)
+# instead of being refused here.
+MAX_INT64 = 2**63 - 1
+MAX_INT32 = 2**31 - 1
+MAX_EPOCH_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 CASE_KINDS = ("anomaly", "deceptive")
 
 
@@ -22,14 +28,22 @@ def _text(value, field: str, limit: int, required: bool = True) -> str:
         raise DecodeError(f"{field} must be a string", field)
     if len(value) > limit:
         raise DecodeError(f"{field} is longer than {limit} characters", field)
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise DecodeError(f"{field} must not contain NUL characters", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone UTF-16 surrogate escape such as "\ud800"
+        raise DecodeError(f"{field} is not valid Unicode", field) from None
     return value
 
 
-def _int(value, field: str, minimum: int = 0) -> int:
+def _int(value, field: str, minimum: int = 0, maximum: int = MAX_INT64) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise DecodeError(f"{field} must be an integer", field)
     if value < minimum:
         raise DecodeError(f"{field} must be at least {minimum}", field)
+    if value > maximum:
+        raise DecodeError(f"{field} must be at most {maximum}", field)
     return value
 
 
@@ -50,6 +64,8 @@ def decode_truth(body: bytes) -> dict:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("body is not JSON this server accepts: nested too deeply") from None
     if not isinstance(doc, dict):
         raise DecodeError("body must be a JSON object")
     run = _text(doc.get("run"), "run", 64)
@@ -59,9 +75,9 @@ def decode_truth(body: bytes) -> dict:
         node = {"name": _text(n.get("name"), f"{f}.name", 200)}
         for key in ("cluster", "rack", "hardware"):
             node[key] = _text(n.get(key), f"{f}.{key}", 100, required=False)
-        for key in ("cpu_cores", "memory_bytes"):
+        for key, maximum in (("cpu_cores", MAX_INT32), ("memory_bytes", MAX_INT64)):
             if n.get(key) is not None:
-                node[key] = _int(n[key], f"{f}.{key}", 1)
+                node[key] = _int(n[key], f"{f}.{key}", 1, maximum)
         nodes.append(node)
     instances = [
         {
@@ -76,8 +92,8 @@ def decode_truth(body: bytes) -> dict:
         kind = _text(c.get("kind"), f"{f}.kind", 16)
         if kind not in CASE_KINDS:
             raise DecodeError(f"{f}.kind must be one of {', '.join(CASE_KINDS)}", f"{f}.kind")
-        start = _int(c.get("start"), f"{f}.start")
-        end = _int(c.get("end"), f"{f}.end")
+        start = _int(c.get("start"), f"{f}.start", maximum=MAX_EPOCH_SECONDS)
+        end = _int(c.get("end"), f"{f}.end", maximum=MAX_EPOCH_SECONDS)
         if end <= start:
             raise DecodeError(f"{f}.end must be after {f}.start", f"{f}.end")
         node = _text(c.get("node"), f"{f}.node", 200, required=False)
@@ -85,8 +101,14 @@ def decode_truth(body: bytes) -> dict:
         if not node and not instance:
             raise DecodeError(f"{f} needs a node or an instance", f"{f}.node")
         intensity = c.get("intensity", 0.0)
-        if isinstance(intensity, bool) or not isinstance(intensity, int | float):
-            raise DecodeError(f"{f}.intensity must be a number", f"{f}.intensity")
+        try:
+            if isinstance(intensity, bool) or not isinstance(intensity, int | float):
+                raise TypeError
+            intensity = float(intensity)
+            if not math.isfinite(intensity):
+                raise OverflowError
+        except (TypeError, OverflowError):
+            raise DecodeError(f"{f}.intensity must be a finite number", f"{f}.intensity") from None
         cases.append(
             {
                 "case_id": _int(c.get("case_id"), f"{f}.case_id"),

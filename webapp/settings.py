@@ -193,6 +193,53 @@ TELLTALE_ROLLUP_1H_RETENTION_DAYS = env_int("TELLTALE_ROLLUP_1H_RETENTION_DAYS",
 TELLTALE_INGEST_MAX_BODY_BYTES = env_int("TELLTALE_INGEST_MAX_BODY_BYTES", 16 << 20, minimum=1024)
 TELLTALE_INGEST_MAX_AGE_SECONDS = env_int("TELLTALE_INGEST_MAX_AGE_SECONDS", 7 * 86400, minimum=60)
 TELLTALE_INGEST_MAX_FUTURE_SECONDS = env_int("TELLTALE_INGEST_MAX_FUTURE_SECONDS", 600, minimum=0)
+# Per-request ingest limits (docs/ingest.md, "Limits"): a request over one is answered 4xx
+# naming the limit, never 5xx.
+TELLTALE_INGEST_MAX_DECODED_BYTES = env_int(
+    "TELLTALE_INGEST_MAX_DECODED_BYTES", 8 * TELLTALE_INGEST_MAX_BODY_BYTES, minimum=1024
+)
+TELLTALE_INGEST_MAX_SERIES_PER_REQUEST = env_int(
+    "TELLTALE_INGEST_MAX_SERIES_PER_REQUEST", 100_000, minimum=1
+)
+TELLTALE_INGEST_MAX_SAMPLES_PER_REQUEST = env_int(
+    "TELLTALE_INGEST_MAX_SAMPLES_PER_REQUEST", 2_000_000, minimum=1
+)
+TELLTALE_INGEST_MAX_LABELS_PER_SERIES = env_int(
+    "TELLTALE_INGEST_MAX_LABELS_PER_SERIES", 64, minimum=2
+)
+TELLTALE_INGEST_MAX_LABEL_NAME_LENGTH = env_int(
+    "TELLTALE_INGEST_MAX_LABEL_NAME_LENGTH", 256, minimum=16
+)
+TELLTALE_INGEST_MAX_LABEL_VALUE_LENGTH = env_int(
+    "TELLTALE_INGEST_MAX_LABEL_VALUE_LENGTH", 4096, minimum=16
+)
+TELLTALE_INGEST_MAX_LOG_LINE_BYTES = env_int(
+    "TELLTALE_INGEST_MAX_LOG_LINE_BYTES", 64 * 1024, minimum=256
+)
+TELLTALE_INGEST_MAX_LOG_LINES_PER_REQUEST = env_int(
+    "TELLTALE_INGEST_MAX_LOG_LINES_PER_REQUEST", 100_000, minimum=1
+)
+# Per-token quotas (ingest/quotas.py); 0 turns one off. A token's own values override these.
+TELLTALE_INGEST_RATE_LIMIT = env_int("TELLTALE_INGEST_RATE_LIMIT", 500_000, minimum=0)
+TELLTALE_INGEST_RATE_BURST = env_int(
+    "TELLTALE_INGEST_RATE_BURST", 10 * TELLTALE_INGEST_RATE_LIMIT, minimum=0
+)
+TELLTALE_INGEST_MAX_NEW_SERIES = env_int("TELLTALE_INGEST_MAX_NEW_SERIES", 200_000, minimum=0)
+TELLTALE_INGEST_NEW_SERIES_WINDOW_SECONDS = env_int(
+    "TELLTALE_INGEST_NEW_SERIES_WINDOW_SECONDS", 3600, minimum=60
+)
+# The quotas live in Django's cache: Redis when several processes serve ingest (each
+# process would otherwise count alone), process memory when one does (embedded profile).
+TELLTALE_CACHE_URL = env_str("TELLTALE_CACHE_URL")
+if TELLTALE_CACHE_URL and not TELLTALE_CACHE_URL.startswith(("redis://", "rediss://")):
+    raise ImproperlyConfigured("TELLTALE_CACHE_URL must be a redis:// or rediss:// URL, or empty")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": TELLTALE_CACHE_URL}
+        if TELLTALE_CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "telltale"}
+    )
+}
 TELLTALE_METRICS_PUBLIC = env_bool("TELLTALE_METRICS_PUBLIC", False)
 TELLTALE_ALERTING_RETRY_BASE_SECONDS = env_int(
     "TELLTALE_ALERTING_RETRY_BASE_SECONDS", 10, minimum=1

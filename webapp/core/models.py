@@ -23,6 +23,13 @@ class IngestToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Per-token quotas (ingest/quotas.py); empty means the TELLTALE_INGEST_* default.
+    rate_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Samples or log lines per second; 0 means unlimited"
+    )
+    max_new_series = models.PositiveIntegerField(
+        null=True, blank=True, help_text="New series per window; 0 means unlimited"
+    )
 
     class Meta:
         ordering = ["name"]

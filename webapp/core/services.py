@@ -62,6 +62,28 @@ def revoke_ingest_token(token: IngestToken, actor=None) -> None:
     forget_cached_tokens()
 
 
+@transaction.atomic
+def set_ingest_token_quotas(
+    token: IngestToken, *, rate_limit: int | None, max_new_series: int | None, actor=None
+) -> None:
+    """Per-token overrides of the ingest quotas: None follows the TELLTALE_INGEST_* default,
+    0 means unlimited. Other processes see the change within the token cache's lifetime."""
+    for field, value in (("rate_limit", rate_limit), ("max_new_series", max_new_series)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{field} must be a whole number or None")
+        if value is not None and value < 0:
+            raise ValueError(f"{field} must not be negative")
+    before = {"rate_limit": token.rate_limit, "max_new_series": token.max_new_series}
+    token.rate_limit, token.max_new_series = rate_limit, max_new_series
+    token.save(update_fields=["rate_limit", "max_new_series"])
+    after = {"rate_limit": rate_limit, "max_new_series": max_new_series}
+    if before != after:
+        audit(actor, "token.quotas_changed", token.name, before=before, after=after)
+    from webapp.core.tokens import forget_cached_tokens
+
+    forget_cached_tokens()
+
+
 def ensure_role_groups() -> None:
     for name in roles.ROLES:
         Group.objects.get_or_create(name=name)

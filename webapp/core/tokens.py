@@ -21,6 +21,11 @@ class AuthenticatedToken:
     id: int
     name: str
     scopes: frozenset[str]
+    # Quota overrides (None: the settings' default, 0: unlimited) and a key for the quota
+    # counters that a new token with a reused id never inherits.
+    rate_limit: int | None = None
+    max_new_series: int | None = None
+    quota_key: str = ""
 
 
 def raw_token_from_request(request) -> str | None:
@@ -50,10 +55,21 @@ def authenticate(raw: str | None) -> AuthenticatedToken | None:
         return cached[1]
     row = (
         IngestToken.objects.filter(token_hash=key, revoked_at__isnull=True)
-        .only("id", "name", "scopes")
+        .only("id", "name", "scopes", "rate_limit", "max_new_series")
         .first()
     )
-    result = AuthenticatedToken(row.id, row.name, frozenset(row.scopes)) if row else None
+    result = (
+        AuthenticatedToken(
+            row.id,
+            row.name,
+            frozenset(row.scopes),
+            rate_limit=row.rate_limit,
+            max_new_series=row.max_new_series,
+            quota_key=key[:16],
+        )
+        if row
+        else None
+    )
     if len(_cache) > 10_000:
         _cache.clear()
     _cache[key] = (now, result)
