@@ -174,6 +174,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded demo's worker and beat share a queue folder instead of a broker service.
     queue_dir = VAR_DIR / "celery" / "queue"
+    CELERY_BROKER_TRANSPORT = "workers.fstransport:Transport"  # atomic message files
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(queue_dir),
         "data_folder_out": str(queue_dir),
