@@ -11,7 +11,7 @@ import pytest
 
 from ingest.types import LogBatch, LogEntry, MetricBatch
 from tests.browser.conftest import login
-from tests.conftest import PASSWORD, series_samples
+from tests.conftest import PASSWORD, series_samples, wait_for
 from webapp.dashboards.models import Dashboard
 from webapp.detection.models import Anomaly, ModelVersion
 from webapp.incidents.models import Annotation
@@ -106,7 +106,8 @@ def test_drag_to_annotate(page, live_server, users, fleet_data):
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] / 2, steps=8)
     page.mouse.up()
-    page.wait_for_load_state("networkidle")
+    # The page posts the annotation in the background: wait for it to be committed.
+    wait_for(lambda: Annotation.objects.exists(), timeout=30)
     note = Annotation.objects.get()
     assert (
         note.text == "kernel upgrade" and note.node.name == "node-0" and note.time_end > note.time

@@ -32,7 +32,7 @@ def _run(tmp_path, *args, extra_env=None):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
 
 

@@ -331,14 +331,14 @@ def _manage(tmp_path: Path, *args: str) -> subprocess.Popen:
 def test_command_process_announces_and_stops_on_sigterm(tmp_path):
     proc = _manage(tmp_path, "--port", "0")
     try:
-        timer = threading.Timer(15, proc.kill)  # a hung readline must not hang the suite
+        timer = threading.Timer(60, proc.kill)  # a hung readline must not hang the suite
         timer.start()
         line = proc.stdout.readline()
         timer.cancel()
         assert line.startswith("Listening for syslog on udp://127.0.0.1:"), line
         assert " and tcp://127.0.0.1:" in line
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
+        out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -349,7 +349,7 @@ def test_command_process_exits_nonzero_on_a_taken_port(tmp_path, taken_port):
     port, _ = taken_port
     proc = _manage(tmp_path, "--port", str(port))
     try:
-        _, err = proc.communicate(timeout=15)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode != 0
