@@ -6,7 +6,7 @@ import os
 import time
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -37,3 +37,11 @@ def _task_finished(task_id=None, task=None, state=None, **kwargs):
     from webapp.core.selfmetrics import TASK_DURATION
 
     TASK_DURATION.labels(task.name, state or "UNKNOWN").observe(time.perf_counter() - began)
+
+
+@worker_ready.connect
+def _fail_interrupted_training(sender=None, **kwargs):
+    # Training that this worker was running when it last stopped will never finish.
+    from webapp.detection.versions import fail_interrupted
+
+    fail_interrupted(getattr(sender, "hostname", "") or "")

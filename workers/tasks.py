@@ -26,11 +26,11 @@ def flush_ingest_stats() -> None:
     ingest_stats.flush()
 
 
-@shared_task(name="detection.train_model", acks_late=True)
-def train_model(version_id: int) -> None:
+@shared_task(name="detection.train_model", acks_late=True, bind=True)
+def train_model(self, version_id: int) -> None:
     from webapp.detection.versions import run_training
 
-    run_training(version_id)
+    run_training(version_id, worker=self.request.hostname or "")
 
 
 @shared_task(name="ingest.scrape_due")

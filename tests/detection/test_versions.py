@@ -99,3 +99,23 @@ def test_each_kind_trains_through_the_app_and_is_promoted_first(db, kind, tmp_pa
     version = versions.run_training(version.pk)
     assert version.training_state == "succeeded", version.error
     assert version.status == "promoted" and version.metrics
+
+
+def test_a_restarted_worker_fails_only_its_own_interrupted_runs(db):
+    mine, theirs = versions.create_version("anomaly"), versions.create_version("mitigation")
+    ModelVersion.objects.filter(pk=mine.pk).update(training_state="running", worker="trainer@a")
+    ModelVersion.objects.filter(pk=theirs.pk).update(training_state="running", worker="trainer@b")
+    assert versions.fail_interrupted("trainer@a") == 1
+    mine.refresh_from_db(), theirs.refresh_from_db()
+    assert mine.training_state == "failed" and "interrupted" in mine.error
+    assert theirs.training_state == "running"
+    # A second delivery of a running version's task does not train it again.
+    assert versions.run_training(theirs.pk).training_state == "running"
+
+
+def test_bootstrap_retries_a_failed_first_model_a_bounded_number_of_times(db):
+    for attempt in range(versions.BOOTSTRAP_ATTEMPTS):
+        queued = ModelVersion.objects.filter(pk__in=versions.bootstrap_models("quick"))
+        assert "anomaly" in {v.kind for v in queued}, f"attempt {attempt + 1} not queued"
+        ModelVersion.objects.filter(training_state="queued").update(training_state="failed")
+    assert versions.bootstrap_models("quick") == []

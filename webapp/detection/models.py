@@ -34,6 +34,9 @@ class ModelVersion(models.Model):
     label_count = models.PositiveIntegerField(default=0, help_text="people's labels trained on")
     artefact_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="Celery worker running the training, if any"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

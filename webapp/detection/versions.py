@@ -77,19 +77,45 @@ PROFILES = {
 }
 
 
+BOOTSTRAP_ATTEMPTS = 3
+
+
 def bootstrap_models(profile: str | None = None) -> list[int]:
-    """First start: queue training of every kind that has never been trained, on the
-    simulator's fleets (``TELLTALE_BOOTSTRAP_TRAINING`` chooses the size)."""
+    """First start: queue training of every kind without a trained version, on the
+    simulator's fleets (``TELLTALE_BOOTSTRAP_TRAINING`` chooses the size). A kind whose
+    first runs failed or were interrupted is tried again, at most ``BOOTSTRAP_ATTEMPTS``
+    times in all, so a trainer that always fails does not loop."""
     profile = profile or settings.TELLTALE_BOOTSTRAP_TRAINING
     if profile == "off":
         return []
     queued = []
     for kind, _ in ModelVersion.KINDS:
-        if not ModelVersion.objects.filter(kind=kind).exists():
-            version_id = request_retraining(kind, {"train": PROFILES[profile][kind]})
-            if version_id:
-                queued.append(version_id)
+        versions_of_kind = ModelVersion.objects.filter(kind=kind)
+        if versions_of_kind.filter(training_state=ModelVersion.SUCCEEDED).exists():
+            continue
+        if versions_of_kind.count() >= BOOTSTRAP_ATTEMPTS:
+            continue
+        version_id = request_retraining(kind, {"train": PROFILES[profile][kind]})
+        if version_id:
+            queued.append(version_id)
     return queued
+
+
+def fail_interrupted(worker: str) -> int:
+    """A worker that starts cannot be running anything yet: versions it was training when
+    it stopped (killed, restarted, machine rebooted) are marked failed, so they stop
+    blocking retraining. Returns how many."""
+    if not worker:
+        return 0
+    stale = ModelVersion.objects.filter(training_state=ModelVersion.RUNNING, worker=worker)
+    count = stale.update(
+        training_state=ModelVersion.FAILED,
+        error=f"interrupted: worker {worker} stopped while training; train again",
+        finished_at=timezone.now(),
+    )
+    if count:
+        log.warning("%d training run(s) of %s were interrupted", count, worker)
+    return count
 
 
 def promoted(kind: str) -> ModelVersion | None:
@@ -101,16 +127,20 @@ def report_progress(version_id: int, **progress) -> None:
     ModelVersion.objects.filter(pk=version_id).update(progress=progress)
 
 
-def run_training(version_id: int) -> ModelVersion:
-    """Train one version; idempotent for a version that already finished."""
+def run_training(version_id: int, worker: str = "") -> ModelVersion:
+    """Train one queued version (``worker``: the Celery node running it); a version that
+    is already running or finished is left alone, so redelivery never trains twice."""
     from webapp.detection.training import TRAINERS
 
     version = ModelVersion.objects.get(pk=version_id)
-    if version.training_state in (ModelVersion.SUCCEEDED, ModelVersion.FAILED):
+    if version.training_state != ModelVersion.QUEUED:
+        # Finished, or running elsewhere: a broker may hand a long task out twice. A run
+        # whose worker died is failed by ``fail_interrupted`` when that worker restarts.
         return version
     version.training_state = ModelVersion.RUNNING
     version.started_at = timezone.now()
-    version.save(update_fields=["training_state", "started_at"])
+    version.worker = worker[:200]
+    version.save(update_fields=["training_state", "started_at", "worker"])
     try:
         outcome = TRAINERS[version.kind](version)
     except Exception as exc:  # the failure is the version's state; the worker keeps running

@@ -130,7 +130,8 @@ class Command(BaseCommand):
         receiver = self._receiver(options)
         if receiver is not None and not Route.objects.filter(parent__isnull=True).exists():
             services.ensure_root_route(receiver)
-        self.stdout.write(f"{created} starter rule(s) created")
+        if options["verbosity"]:
+            self.stdout.write(f"{created} starter rule(s) created")
 
     def _receiver(self, options) -> Receiver | None:
         if options.get("email") and options.get("webhook"):
