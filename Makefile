@@ -52,4 +52,4 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 
 clean-demo:
-	rm -rf var/telltale.sqlite3* var/celery var/prometheus var/agent var/celerybeat-schedule*
+	rm -rf var/telltale.sqlite3* var/celery var/prometheus var/agent var/celerybeat-schedule* var/models var/demo-simulation*.json

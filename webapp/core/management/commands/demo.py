@@ -97,6 +97,7 @@ class Command(BaseCommand):
         on the first run, a few hours of history written straight into the store."""
         from ingest.simulator import ScenarioRates, SimConfig, Simulator
         from ingest.simulator.live import LiveStreamer
+        from webapp.telemetry.models import InjectedCase
         from webapp.telemetry.simulation import backfill
 
         var = Path(settings.VAR_DIR)
@@ -114,6 +115,13 @@ class Command(BaseCommand):
             config_file.write_text(json.dumps(config))
             resume_file.unlink(missing_ok=True)
         config["resume_file"] = str(resume_file)
+        # The resume point belongs to the database it was written into: a wiped database
+        # (make clean-demo) gets its history written again.
+        has_history = InjectedCase.objects.filter(
+            run=f"sim-{config['seed']}-{config['start']}"
+        ).exists()
+        if not has_history:
+            resume_file.unlink(missing_ok=True)
         if resume_file.is_file() or options["no_feed"]:
             self.stdout.write(
                 f"    continuing fleet seed {config['seed']} ({config['nodes']} nodes)"
