@@ -9,7 +9,7 @@ node and instance) become rows whose name column holds ``MAX_TARGET_NAME`` chara
 from __future__ import annotations
 
 from ingest.remote_write import short
-from ingest.types import LogBatch, MetricBatch, Rejection
+from ingest.types import LogBatch, MetricBatch, Rejection, SeriesSamples
 
 NUL = "\x00"
 
@@ -20,30 +20,39 @@ def max_target_name() -> int:
     return Node._meta.get_field("name").max_length
 
 
-def drop_unstorable_series(batch: MetricBatch) -> int:
-    """Move series whose node or VM name cannot be stored into one rejection; return how many.
-
-    Only series this process has not stored before are looked at, so the steady state costs
-    a dictionary lookup per series.
-    """
-    from webapp.telemetry.identity import target_names
+def fresh_series(batch: MetricBatch) -> list[SeriesSamples]:
+    """The series of ``batch`` this process has not stored before; the steady state of a
+    stream has none, and everything that checks new series only looks at these."""
     from webapp.telemetry.writer import registry
 
     ids_by_labels, known = registry.series_ids, registry.known_series
+    fresh = []
+    for series in batch.series:
+        sid = ids_by_labels.get(series.labels)
+        if sid is None or sid not in known:
+            fresh.append(series)
+    return fresh
+
+
+def drop_unstorable_series(batch: MetricBatch, fresh: list[SeriesSamples]) -> list[SeriesSamples]:
+    """Move series whose node or VM name cannot be stored into one rejection.
+
+    Only ``fresh`` series are looked at (the others were stored before, names and all);
+    returns those of them that stay.
+    """
+    from webapp.telemetry.identity import target_names
+
     limit = max_target_name()
     bad: dict[int, str] = {}
-    for index, series in enumerate(batch.series):
-        sid = ids_by_labels.get(series.labels)
-        if sid is not None and sid in known:
-            continue
+    for series in fresh:
         for role, name in zip(("node", "VM"), target_names(dict(series.labels)), strict=True):
             if name and len(name) > limit:
-                bad[index] = f"{role} name {short(name)} is {len(name)} characters long"
+                bad[id(series)] = f"{role} name {short(name)} is {len(name)} characters long"
                 break
     if not bad:
-        return 0
-    refused = [batch.series[i] for i in bad]
-    batch.series = [s for i, s in enumerate(batch.series) if i not in bad]
+        return fresh
+    refused = [s for s in batch.series if id(s) in bad]
+    batch.series = [s for s in batch.series if id(s) not in bad]
     batch.rejected.insert(
         0,
         Rejection(
@@ -53,7 +62,7 @@ def drop_unstorable_series(batch: MetricBatch) -> int:
             sum(len(s.timestamps_ms) for s in refused),
         ),
     )
-    return len(refused)
+    return [s for s in fresh if id(s) not in bad]
 
 
 def drop_unstorable_log_entries(batch: LogBatch) -> int:

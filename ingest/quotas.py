@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from ingest.admission import fresh_series
 from ingest.remote_write import short
-from ingest.types import MetricBatch, Rejection
+from ingest.types import MetricBatch, Rejection, SeriesSamples
 from webapp.core.tokens import AuthenticatedToken
 
 _RATE_KEY = "telltale:ingest:rate:{}"
@@ -121,22 +122,24 @@ def new_series_limit_for(token: AuthenticatedToken) -> int:
     return settings.TELLTALE_INGEST_MAX_NEW_SERIES if limit is None else limit
 
 
-def unknown_series(batch: MetricBatch) -> list[int]:
-    """Indices of ``batch.series`` that the store does not have yet."""
+def unknown_series(batch: MetricBatch, fresh: list[SeriesSamples] | None = None) -> list[int]:
+    """Indices of ``batch.series`` that the store does not have yet.
+
+    ``fresh``: the series this process has not stored before (admission.fresh_series), when
+    the caller has them already; only those can be new to the store.
+    """
     from webapp.telemetry import identity
     from webapp.telemetry.models import Series
-    from webapp.telemetry.writer import registry
 
-    ids_by_labels, known = registry.series_ids, registry.known_series
+    if fresh is None:
+        fresh = fresh_series(batch)
+    if not fresh:
+        return []  # the steady state: every series was seen before by this process
+    wanted = {id(s) for s in fresh}
     candidates: dict[int, int] = {}  # series id -> first index
     for index, series in enumerate(batch.series):
-        sid = ids_by_labels.get(series.labels)
-        if sid is None:
-            sid = identity.series_id(series.labels)
-        if sid not in known:
-            candidates.setdefault(sid, index)
-    if not candidates:
-        return []  # the steady state: every series was seen before by this process
+        if id(series) in wanted:
+            candidates.setdefault(identity.series_id(series.labels), index)
     ids = list(candidates)
     existing: set[int] = set()
     for start in range(0, len(ids), _EXISTS_CHUNK):
@@ -146,7 +149,10 @@ def unknown_series(batch: MetricBatch) -> list[int]:
 
 
 def enforce_new_series_limit(
-    token: AuthenticatedToken, batch: MetricBatch, now: float | None = None
+    token: AuthenticatedToken,
+    batch: MetricBatch,
+    now: float | None = None,
+    fresh: list[SeriesSamples] | None = None,
 ) -> int:
     """Refuse the series of ``batch`` that would take the token past its new-series limit.
 
@@ -156,7 +162,7 @@ def enforce_new_series_limit(
     limit = new_series_limit_for(token)
     if limit <= 0 or not batch.series:
         return 0
-    new = unknown_series(batch)
+    new = unknown_series(batch, fresh)
     if not new:
         return 0
     window = settings.TELLTALE_INGEST_NEW_SERIES_WINDOW_SECONDS

@@ -97,8 +97,10 @@ def _check_rate(token: AuthenticatedToken) -> None:
 
 def _admit_metrics(token: AuthenticatedToken, batch: MetricBatch) -> None:
     quotas.charge(token, batch.sample_count + batch.rejected_count)
-    admission.drop_unstorable_series(batch)
-    quotas.enforce_new_series_limit(token, batch)
+    fresh = admission.fresh_series(batch)
+    if fresh:  # the steady state of a stream has none: nothing more to look at
+        fresh = admission.drop_unstorable_series(batch, fresh)
+        quotas.enforce_new_series_limit(token, batch, fresh=fresh)
 
 
 def _admit_logs(token: AuthenticatedToken, batch: LogBatch) -> None:
