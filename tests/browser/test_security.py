@@ -40,7 +40,8 @@ def test_hostile_text_is_shown_as_text_and_never_runs(page, live_server, hostile
     # Through the UI: a Markdown comment on the incident…
     page.goto(live_server.url + incident_path)
     page.fill("#comment", hostile.COMMENT)
-    page.get_by_role("button", name="Add comment").click()
+    with page.expect_navigation():  # the form posts, then redirects back to the incident
+        page.get_by_role("button", name="Add comment").click()
     page.wait_for_load_state("load")
     assert TimelineEntry.objects.filter(kind="comment", text=hostile.COMMENT).exists()
     # …and an annotation dragged across the node's chart (charts.js asks for the text).
