@@ -15,6 +15,7 @@ import urllib.request
 import numpy as np
 from django.utils import timezone
 
+from ingest import admission
 from ingest.exposition import parse_exposition
 from ingest.types import STALE_NAN, MetricBatch, SeriesSamples
 from webapp.telemetry import services, writer
@@ -80,6 +81,8 @@ def scrape_target(target: ScrapeTarget) -> bool:
             target_labels=target_labels,
             honor_labels=target.honor_labels,
         )
+        # An exporter naming a node longer than the store holds would fail the whole write.
+        admission.drop_unstorable_series(batch, admission.fresh_series(batch))
         if batch.rejected:
             first = batch.rejected[0]
             error = f"{batch.rejected_count} lines rejected, first: {first.field}: {first.reason}"

@@ -220,3 +220,18 @@ def test_otlp_quantile_label_longer_than_the_limit_is_refused():
         limits=Limits(max_label_value_length=64),
     )
     assert batch.series == [] and "quantile label value longer" in batch.rejected[0].reason
+
+
+def test_scrape_of_an_exporter_naming_an_unstorable_node_keeps_the_rest(store):
+    from ingest import scraper
+    from tests.support.servers import ExpositionServer
+    from webapp.telemetry.models import ScrapeTarget
+
+    exposition = f'ok_metric 1\nbad_metric{{node="{"n" * 300}"}} 2\n'
+    with ExpositionServer(exposition) as server:
+        target = ScrapeTarget.objects.create(name="hostile", url=server.url)
+        assert scraper.scrape_target(target) is True
+    target.refresh_from_db()
+    assert "at most 200 characters" in target.last_error
+    assert Series.objects.filter(metric="ok_metric").exists()
+    assert not Series.objects.filter(metric="bad_metric").exists()
