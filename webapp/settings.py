@@ -241,6 +241,11 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "telltale"}
     )
 }
+# Login lockouts (webapp/core/throttle.py): failures per user name / per client address.
+TELLTALE_LOGIN_MAX_FAILURES = env_int("TELLTALE_LOGIN_MAX_FAILURES", 5, minimum=1)
+TELLTALE_LOGIN_MAX_FAILURES_PER_IP = env_int("TELLTALE_LOGIN_MAX_FAILURES_PER_IP", 30, minimum=1)
+TELLTALE_LOGIN_WINDOW_SECONDS = env_int("TELLTALE_LOGIN_WINDOW_SECONDS", 900, minimum=1)
+TELLTALE_LOGIN_LOCKOUT_SECONDS = env_int("TELLTALE_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 TELLTALE_METRICS_PUBLIC = env_bool("TELLTALE_METRICS_PUBLIC", False)
 TELLTALE_ALERTING_RETRY_BASE_SECONDS = env_int(
     "TELLTALE_ALERTING_RETRY_BASE_SECONDS", 10, minimum=1
