@@ -284,6 +284,14 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
         Path(args.out), results, cap, step=args.step, n_steps=n_steps, workers=args.workers
     )
     summary["seconds"] = round(time.monotonic() - began, 1)
+    summary["load1_max"] = round(max((r["load1"] for r in results), default=0.0), 2)
+    cores = os.cpu_count() or 1
+    if summary["load1_max"] > cores:
+        # Victim and co-runner already fill ``1 + workers`` cores; anything else running
+        # shifts the alone and co-located rates alike, and P then measures that noise too.
+        log(f"warning: the host was busy (1-minute load up to {summary['load1_max']:.1f} on "
+            f"{cores} cores); P mixes interference with other work; compare the alone runs "
+            "in lab_runs.csv")  # fmt: skip
     log(f"wrote {summary['runs']} runs to {args.out} (P from {summary['p_min']:.2f} to "
         f"{summary['p_max']:.2f}) in {summary['seconds']:.0f} s")  # fmt: skip
     return summary

@@ -28,7 +28,9 @@ p_high bound a conformal interval with the coverage stored in ``calibration.json
 (``model.coverage``), calibrated on workloads held out of training. Matrices may have any
 number of steps T (shorter ones are masked, longer ones cut to the most recent
 ``window_steps``) and neighbours may have their own T; they are aligned at the most recent
-step. Counters (``*_total``) are differenced inside, pass raw values.
+step. Counters (``*_total``) are differenced inside, pass raw values. A victim without any
+sample raises ValueError; a neighbour without any sample in the window counts as absent
+(it is not running there now), as it does in the training windows.
 
 Attribution is leave-one-out through the model: for each neighbour, P predicted with that
 neighbour removed minus P predicted with everyone; a positive gain means the neighbour hurts.
@@ -234,7 +236,11 @@ class InterferencePredictor:
 
     # ------------------------------------------------------------------ inputs → windows
     def _check_matrix(
-        self, matrix: np.ndarray, what: str, error: type[Exception] = ValueError
+        self,
+        matrix: np.ndarray,
+        what: str,
+        error: type[Exception] = ValueError,
+        allow_empty: bool = False,
     ) -> np.ndarray:
         m = np.asarray(matrix, dtype=np.float64)
         if m.ndim != 2 or m.shape[1] != len(self.metric_names):
@@ -242,7 +248,7 @@ class InterferencePredictor:
                 f"{what}: expected a [T, {len(self.metric_names)}] matrix in the order of "
                 f"metric_names, got shape {m.shape}"
             )
-        if not len(m) or np.all(np.isnan(m)):
+        if not allow_empty and (not len(m) or np.all(np.isnan(m))):
             raise error(f"{what} has no metric samples")
         return m
 
@@ -257,8 +263,8 @@ class InterferencePredictor:
             raise error(f"node capacity must be positive numbers, got {dict(capacity)}")  # type: ignore[arg-type]
         return values
 
-    def _prepared(self, matrix: np.ndarray, what: str) -> np.ndarray:
-        m = fit_window(self._check_matrix(matrix, what), self.window_steps)
+    def _prepared(self, matrix: np.ndarray, what: str, allow_empty: bool = False) -> np.ndarray:
+        m = fit_window(self._check_matrix(matrix, what, allow_empty=allow_empty), self.window_steps)
         return counters_to_increments(m, self._counters)
 
     def _windows(self, victims: Sequence[VictimInput]) -> Windows:
@@ -288,8 +294,14 @@ class InterferencePredictor:
         W, M = self.window_steps, len(self.metric_names)
         if not neighbours:
             return np.full((W, 0, M), np.nan), np.zeros((W, 0), bool)
+        # A neighbour without samples in the window is not running there now: it counts as
+        # absent, exactly as in training windows (present = placed and reporting).
         stack = np.stack(
-            [self._prepared(n.matrix, f"neighbour {n.instance_id!r}") for n in neighbours], axis=1
+            [
+                self._prepared(n.matrix, f"neighbour {n.instance_id!r}", allow_empty=True)
+                for n in neighbours
+            ],
+            axis=1,
         )
         return stack, ~np.all(np.isnan(stack), axis=2)
 

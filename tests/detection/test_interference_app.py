@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from ingest.simulator import ScenarioRates, SimConfig, Simulator
 from tests.conftest import bearer, promote_artefact
@@ -52,6 +54,32 @@ def test_predictions_for_every_placed_instance(fleet, interference_artefact):
     assert len(worst.neighbours) == min(neighbours, 5)
 
 
+def test_an_instance_that_stopped_reporting_does_not_block_the_fleet(fleet, interference_artefact):
+    promote_artefact("interference", interference_artefact)
+    node = Node.objects.first()
+    stopped_at = timezone.now() - timedelta(hours=3)
+    silent = Instance.objects.create(name="stopped-vm", node=node, last_seen=stopped_at)
+    n = predict_fleet(int(time.time() * 1000))
+    assert n == Instance.objects.filter(node__isnull=False).count() - 1
+    assert not InterferencePrediction.objects.filter(instance=silent).exists()
+    on_node = InterferencePrediction.objects.filter(node=node)
+    assert on_node.exists()
+    assert all("stopped-vm" not in [name for name, _ in p.neighbours] for p in on_node)
+
+
+def test_a_node_without_full_capacity_is_skipped_not_fatal(fleet, interference_artefact):
+    """A host known only by cores and memory (no cache or bandwidth figures) cannot be
+    predicted on; its instances are skipped and the rest of the fleet still is."""
+    promote_artefact("interference", interference_artefact)
+    placed = Instance.objects.filter(node__isnull=False).count()
+    real = Node.objects.create(name="real-host", cpu_cores=8, memory_bytes=32 * 2**30)
+    moved = Instance.objects.filter(node__isnull=False).first()
+    moved.node = real
+    moved.save(update_fields=["node"])
+    assert predict_fleet(int(time.time() * 1000)) == placed - 1
+    assert not InterferencePrediction.objects.filter(instance=moved).exists()
+
+
 def _what_if(client, body, **headers):
     return client.post(
         reverse("what_if_api"), json.dumps(body), content_type="application/json", **headers
@@ -81,6 +109,9 @@ def test_what_if_api(fleet, interference_artefact, make_token, client):
     empty = Node.objects.create(name="bare-metal-unknown")
     refused = _what_if(client, {"instance": moved.name, "node": empty.name}, **token)
     assert refused.status_code == 409 and "capacity" in refused.json()["error"]
+    partial = Node.objects.create(name="cores-only", cpu_cores=8, memory_bytes=2**34)
+    refused = _what_if(client, {"instance": moved.name, "node": partial.name}, **token)
+    assert refused.status_code == 409 and "llc_mb" in refused.json()["error"]
     assert _what_if(client, {"instance": moved.name, "node": target.name}).status_code == 401
 
 

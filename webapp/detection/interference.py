@@ -12,6 +12,7 @@ import numpy as np
 from django.db import transaction
 
 from ingest.types import MetricBatch, SeriesSamples
+from models.interference.features import CAPACITY_KEYS
 from webapp.detection import versions
 from webapp.detection.models import InterferencePrediction, ModelVersion
 from webapp.detection.windows import metric_windows
@@ -66,6 +67,12 @@ def node_capacity(node: Node) -> dict:
     }
 
 
+def capacity_known(capacity: dict) -> bool:
+    """Whether every capacity feature the model reads is a positive number."""
+    values = np.array([capacity.get(k, np.nan) for k in CAPACITY_KEYS], dtype=float)
+    return bool(np.all(np.isfinite(values) & (values > 0)))
+
+
 def _inputs(predictor, instances: list[Instance], end_ms: int):
     from models.interference.predictor import NeighbourInput, VictimInput
 
@@ -82,7 +89,15 @@ def _inputs(predictor, instances: list[Instance], end_ms: int):
         by_node[instance.node_id].append(instance)
     capacities = {n.pk: node_capacity(n) for n in Node.objects.filter(pk__in=by_node)}
     victims = []
-    for node_id, members in by_node.items():
+    for node_id, placed in by_node.items():
+        if not capacity_known(capacities[node_id]):
+            # The model needs the node's full capacity; a node that lacks it is skipped
+            # instead of failing the whole fleet's prediction.
+            log.info("interference: node %s has no full capacity; skipped", node_id)
+            continue
+        # An instance without a sample in the window (stopped, or its data is late) has
+        # nothing to predict from and is no one's neighbour now.
+        members = [i for i in placed if not np.all(np.isnan(windows[i.pk]))]
         for victim in members:
             neighbours = [
                 NeighbourInput(other.name, windows[other.pk])
@@ -111,6 +126,8 @@ def predict_fleet(now_ms: int | None = None) -> int:
     if not instances:
         return 0
     victims = _inputs(predictor, instances, minute_ms)
+    if not victims:
+        return 0
     predictions = predictor.predict(victims)
     by_name = {i.name: i for i in instances}
     worst = sorted(predictions, key=lambda p: p.p)[:ATTRIBUTE_WORST]
@@ -174,8 +191,9 @@ def what_if(instance_name: str, node_name: str) -> dict:
     if instance.node_id == node.pk:
         raise WhatIfError(f"{instance_name} already runs on {node_name}", "node")
     capacity = node_capacity(node)
-    if not np.isfinite(capacity["cores"]) or capacity["cores"] <= 0:
-        raise WhatIfError(f"{node_name} has no known capacity (cores)", "node", 409)
+    if not capacity_known(capacity):
+        unknown = [k for k, v in capacity.items() if not (np.isfinite(v) and v > 0)]
+        raise WhatIfError(f"{node_name} has no known capacity ({', '.join(unknown)})", "node", 409)
     version, predictor = versions.load_promoted(ModelVersion.KIND_INTERFERENCE, _load)
     if predictor is None:
         raise WhatIfError("no interference model is promoted yet", "", 409)

@@ -12,9 +12,12 @@ def test_quick_sim_evaluation_writes_rows_for_every_method(tmp_path):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     out = tmp_path / "result.json"
+    # A fleet smaller than --quick's: this test checks the protocol and the JSON, not figures.
+    small = ["--nodes", "6", "--instances", "48", "--hours", "3", "--threads", "1"]
     args = parser.parse_args(
-        ["--dataset", "sim", "--quick", "--partitions", "1", "--seed", "3", "--json", str(out)]
-    )
+        ["--dataset", "sim", "--quick", "--partitions", "1", "--seed", "3", "--json", str(out),
+         *small]
+    )  # fmt: skip
     result = run(args, log=lambda _: None)
     saved = json.loads(out.read_text())
     assert saved["dataset"] == "sim"

@@ -6,6 +6,7 @@ import argparse
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from models.interference import lab
@@ -61,3 +62,5 @@ def test_short_real_run_writes_the_dataset_layout(tmp_path):
     victims = w.take(~np.isnan(w.p))
     assert len(victims) >= 3 and victims.nbr_count.max() == 1
     assert (tmp_path / "lab" / "lab_runs.csv").read_text().count("\n") == 4
+    runs = pd.read_csv(tmp_path / "lab" / "lab_runs.csv")
+    assert summary["load1_max"] == pytest.approx(runs["load1_before"].max(), abs=0.01)

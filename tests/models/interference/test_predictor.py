@@ -56,6 +56,19 @@ def test_predict_rejects_bad_inputs(model, sim_windows):
         model.predict([VictimInput("x", v.matrix, [], {"cores": 4})])
 
 
+def test_a_neighbour_without_samples_counts_as_absent(model, sim_windows):
+    """A resident that stopped reporting must neither fail the fleet's prediction nor count
+    as a neighbour; a victim without samples is still refused."""
+    v = _victim(sim_windows, 4, k=2)
+    silent = NeighbourInput("gone", np.full_like(v.matrix, np.nan))
+    with_silent = VictimInput(v.instance_id, v.matrix, [*v.neighbours, silent], CAP)
+    assert model.predict([with_silent])[0] == model.predict([v])[0]
+    gains = dict(model.attribute(with_silent))
+    assert gains["gone"] == pytest.approx(0.0, abs=1e-6) and len(gains) == 3
+    with pytest.raises(ValueError, match="no metric samples"):
+        model.predict([VictimInput("x", np.full_like(v.matrix, np.nan), [], CAP)])
+
+
 def test_attribution_is_leave_one_out(model, sim_windows):
     v = _victim(sim_windows, 5, k=4)
     gains = model.attribute(v)
