@@ -49,6 +49,10 @@ STARTER_RULES = [
         "absence_mode": AlertRule.UP,
         "selector": "host_agent_up",
         "window_s": 120,
+        # As Prometheus users write `for: 5m` on up == 0: a restart or a slow scrape is not
+        # an unhealthy node.
+        "for_s": 300,
+        "keep_firing_for_s": 120,
         "fault_category": "host_agent",
         "severity": "critical",
         "summary": "The agent on {{ $labels.node }} stopped answering",
