@@ -81,6 +81,7 @@ def gunicorn(env: dict, workers: int = 2, threads: int = 4):
         ],
         cwd=ROOT,
         env=env,
+        stdout=sys.stderr,  # keep this script's stdout for its JSON
     )
     deadline = time.monotonic() + 60
     while True:
@@ -110,3 +111,255 @@ def percentile(values: list[float], q: float) -> float:
 
 def emit(result: dict) -> None:
     print(json.dumps(result, indent=2))
+
+
+def database_exists(name: str) -> bool:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        return row is not None
+
+
+def database_url(name: str) -> str:
+    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgres://")
+    return f"{base}/{name}"
+
+
+def database_size_mb() -> float:
+    """Size of the connected Django database (call after django.setup())."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_database_size(current_database())")
+        return round(cur.fetchone()[0] / 2**20, 1)
+
+
+def session_cookie(username: str = "bench", role: str = "viewer") -> str:
+    """A logged-in session for real HTTP clients (after django.setup()): the cookie header."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from webapp.core.services import set_user_role
+
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    set_user_role(user, role)
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def summary_ms(values_s: list[float]) -> dict:
+    """count, p50, p95, max in ms of latencies given in seconds."""
+    ms = [v * 1000 for v in values_s]
+    return {
+        "count": len(ms),
+        "p50_ms": round(percentile(ms, 50), 1),
+        "p95_ms": round(percentile(ms, 95), 1),
+        "max_ms": round(max(ms), 1) if ms else None,
+    }
+
+
+def page_users(
+    base_url: str,
+    cookie: str,
+    paths: dict[str, str],
+    users: int,
+    seconds: float,
+    stop=None,
+    think: float = 0.0,
+) -> dict:
+    """``users`` threads each GET the pages in ``paths`` round robin (each starting at a
+    different page) over keep-alive HTTP for ``seconds``, waiting ``think`` seconds after
+    each answer (0: a closed loop at full speed); latency per page and errors."""
+    import http.client
+    import threading
+    from collections import defaultdict
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    names = list(paths)
+    lock = threading.Lock()
+    latencies: dict[str, list[float]] = defaultdict(list)
+    statuses: dict[str, int] = defaultdict(int)
+    errors: list[str] = []
+    deadline = time.monotonic() + seconds
+    stop = stop or threading.Event()
+
+    def user(k: int) -> None:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        i = k
+        while time.monotonic() < deadline and not stop.is_set():
+            name = names[i % len(names)]
+            i += 1
+            started = time.perf_counter()
+            try:
+                conn.request("GET", paths[name], headers={"Cookie": cookie})
+                response = conn.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+                with lock:
+                    errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            elapsed = time.perf_counter() - started
+            with lock:
+                statuses[str(response.status)] += 1
+                if response.status == 200:
+                    latencies[name].append(elapsed)
+                else:
+                    errors.append(f"{name}: HTTP {response.status}")
+            if think and stop.wait(think):
+                break
+        conn.close()
+
+    threads = [threading.Thread(target=user, args=(k,)) for k in range(users)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [v for values in latencies.values() for v in values]
+    elapsed = time.monotonic() - started
+    return {
+        "users": users,
+        "think_seconds": think,
+        "seconds": round(elapsed, 1),
+        "requests": len(everything) + len(errors),
+        "requests_per_second": round((len(everything) + len(errors)) / elapsed, 1),
+        "statuses": dict(statuses),
+        "errors": len(errors),
+        "error_examples": errors[:5],
+        "all_pages": summary_ms(everything),
+        "per_page": {name: summary_ms(latencies[name]) for name in names},
+    }
+
+
+def warm(base_url: str, parallel: int, limit_s: float = 180) -> float:
+    """Wait until every gunicorn worker has loaded the app (the first request of each takes
+    seconds): rounds of ``2 * parallel`` simultaneous new connections to /healthz until
+    every one answers within half a second. Returns the seconds it took."""
+    import http.client
+    import threading
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        slow = []
+
+        def probe(slow: list) -> None:
+            t0 = time.perf_counter()
+            try:
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+                conn.close()
+            except OSError:
+                slow.append(1)
+                return
+            if time.perf_counter() - t0 > 0.5:
+                slow.append(1)
+
+        threads = [threading.Thread(target=probe, args=(slow,)) for _ in range(2 * parallel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if not slow:
+            break
+    return time.monotonic() - started
+
+
+@contextmanager
+def celery_worker(env: dict, beat_schedule_file: str, concurrency: int = 2):
+    """A Celery worker with an embedded beat (rollups, stats flush, alerting on their
+    schedule), its schedule file kept apart from the app's own under var/."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery",
+            "worker",
+            "--beat",
+            "--schedule",
+            beat_schedule_file,
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            "threads",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=sys.stderr,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+class RssSampler:
+    """RSS of processes and their children (psutil), sampled every ``interval`` seconds
+    in a thread: start, end and max per process, in MiB."""
+
+    def __init__(self, roots: dict[str, int], interval: float = 2.0):
+        import threading
+
+        self.roots = roots
+        self.interval = interval
+        self.samples: dict[str, list[float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        for role, pid in self.roots.items():
+            try:
+                root = psutil.Process(pid)
+                procs = [(role, root)] + [
+                    (f"{role}:{child.pid}", child) for child in root.children(recursive=True)
+                ]
+            except psutil.NoSuchProcess:
+                continue
+            for name, proc in procs:
+                try:
+                    rss = proc.memory_info().rss / 2**20
+                except psutil.NoSuchProcess:
+                    continue
+                self.samples.setdefault(name, []).append(rss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def report(self) -> dict:
+        return {
+            name: {
+                "start_mb": round(values[0], 1),
+                "end_mb": round(values[-1], 1),
+                "max_mb": round(max(values), 1),
+                "samples": len(values),
+            }
+            for name, values in sorted(self.samples.items())
+        }
