@@ -22,6 +22,11 @@ def beat_schedule() -> dict:
             "options": {"expires": 60.0},
         },
         "bootstrap-models": {"task": "detection.bootstrap_models", "schedule": 60.0},
+        "refresh-recommendations": {
+            "task": "mitigation.refresh_recommendations",
+            "schedule": 120.0,
+            "options": {"expires": 120.0},
+        },
         "auto-resolve-incidents": {"task": "incidents.auto_resolve", "schedule": 300.0},
         # Nightly retraining: new labels and recorded outcomes reach a candidate version,
         # which an admin compares and promotes on the Models page.

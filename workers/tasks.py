@@ -107,3 +107,10 @@ def bootstrap_models() -> list[int]:
     from webapp.detection.versions import bootstrap_models as bootstrap
 
     return bootstrap()
+
+
+@shared_task(name="mitigation.refresh_recommendations")
+def refresh_recommendations() -> int:
+    from webapp.mitigation.services import refresh_recommendations as refresh
+
+    return refresh()

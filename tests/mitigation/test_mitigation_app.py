@@ -35,7 +35,7 @@ def node(db):
 
 def test_without_a_model_the_runbook_is_recommended_and_says_why(node):
     event, _ = services.open_unhealthy_event(node, "disk", SIGNALS)
-    r = services.recommend(event)
+    r = event.recommendations.get()  # every new event gets one, whoever opened it
     assert (
         r.action.key == "reboot_host"
         and r.fallback_reason == "no_model"
@@ -46,7 +46,7 @@ def test_without_a_model_the_runbook_is_recommended_and_says_why(node):
 def test_promoted_model_recommends_with_estimates(node, mitigation_artefact):
     version = promote_artefact("mitigation", mitigation_artefact)
     event, _ = services.open_unhealthy_event(node, "memory", SIGNALS)
-    r = services.recommend(event)
+    r = event.recommendations.get()
     assert r.model_version == version
     assert set(r.estimates) == {
         "observe",
@@ -63,7 +63,6 @@ def test_promoted_model_recommends_with_estimates(node, mitigation_artefact):
 
 def test_operator_applies_and_records_outcome_viewer_cannot(node, operator_client, viewer_client):
     event, _ = services.open_unhealthy_event(node, "nic", SIGNALS)
-    services.recommend(event)
     apply_url = reverse("mitigation_apply", args=[event.pk])
     assert viewer_client.post(apply_url, {"action": "observe"}).status_code == 403
     operator_client.post(apply_url, {"action": "observe"})  # not the recommendation, no reason
@@ -125,3 +124,15 @@ def test_history_import_reports_row_errors(admin_client, operator_client, db):
     again = admin_client.post(reverse("mitigation_import"), {"file": upload()}).context["report"]
     assert again.imported == 0 and again.skipped_known == 1
     assert UnhealthyEvent.objects.get(external_id="e1").outcome.downtime_minutes == 45
+
+
+def test_events_opened_before_a_model_get_its_recommendation_once_it_is_promoted(
+    node, mitigation_artefact
+):
+    event, _ = services.open_unhealthy_event(node, "memory", SIGNALS)
+    assert event.recommendations.get().fallback_reason == "no_model"
+    version = promote_artefact("mitigation", mitigation_artefact)
+    assert services.refresh_recommendations() == 1
+    latest = event.recommendations.order_by("-created_at", "-pk").first()
+    assert latest.model_version == version and event.recommendations.count() == 2
+    assert services.refresh_recommendations() == 0  # up to date: nothing more

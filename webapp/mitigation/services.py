@@ -3,11 +3,15 @@ simulator all open and close events through these functions."""
 
 from __future__ import annotations
 
+import logging
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from webapp.mitigation.models import UnhealthyEvent
 from webapp.telemetry.models import Node
+
+log = logging.getLogger(__name__)
 
 FAULT_CATEGORIES = ("disk", "memory", "nic", "kernel_hang", "power", "host_agent", "unknown")
 
@@ -21,9 +25,12 @@ def open_unhealthy_event(
     source: str = "api",
     external_id: str = "",
     start=None,
+    recommend_now: bool = True,
 ) -> tuple[UnhealthyEvent, bool]:
     """Open an event for ``node`` unless one from the same source and external id exists
-    (an alert that keeps firing, a retried API call); returns (event, created)."""
+    (an alert that keeps firing, a retried API call); returns (event, created). A new
+    event gets its recommendation at once, whoever opened it (``recommend_now=False``
+    for history whose action was already taken)."""
     if fault_category not in FAULT_CATEGORIES:
         raise ValueError(f"fault_category must be one of {', '.join(FAULT_CATEGORIES)}")
     if external_id:
@@ -43,6 +50,12 @@ def open_unhealthy_event(
     except IntegrityError:  # the same external id raced in from another process
         return UnhealthyEvent.objects.get(source=source, external_id=external_id), False
     _signal(event)
+    if recommend_now:
+        try:
+            with transaction.atomic():
+                recommend(event)
+        except Exception:  # the event stands without one; refresh_recommendations retries
+            log.exception("no recommendation for unhealthy event %s", event.pk)
     return event, True
 
 
@@ -174,3 +187,25 @@ def recommend(event: UnhealthyEvent):
         data={"event": event.pk, "recommendation": recommendation.pk},
     )
     return recommendation
+
+
+def refresh_recommendations() -> int:
+    """Open events whose latest recommendation is missing or came from another model
+    version than the promoted one (e.g. opened before the first model was trained) get a
+    fresh one; the timeline shows both. Returns how many."""
+    from webapp.detection.models import ModelVersion
+    from webapp.detection.versions import promoted
+
+    current = promoted(ModelVersion.KIND_MITIGATION)
+    refreshed = 0
+    open_events = UnhealthyEvent.objects.exclude(status=UnhealthyEvent.CLOSED).filter(
+        outcome__isnull=True
+    )
+    for event in open_events.select_related("node"):
+        latest = event.recommendations.order_by("-created_at", "-pk").first()
+        if latest is not None and latest.model_version_id == (current.pk if current else None):
+            continue
+        with transaction.atomic():
+            recommend(event)
+        refreshed += 1
+    return refreshed

@@ -131,7 +131,6 @@ def event_create(request):
         except (ValueError, json.JSONDecodeError) as exc:
             error = str(exc)
         else:
-            services.recommend(event)
             return redirect("mitigation_event", event_id=event.pk)
     return render(
         request,
@@ -228,7 +227,7 @@ def events_api(request):
         )
     except ValueError as exc:
         return JsonResponse({"error": str(exc), "field": "fault_category"}, status=400)
-    recommendation = services.recommend(event) if created else event.recommendations.first()
+    recommendation = event.recommendations.order_by("-created_at", "-pk").first()
     return JsonResponse(
         {
             "id": event.pk,

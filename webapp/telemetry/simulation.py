@@ -94,12 +94,12 @@ def record_faults(sim: Simulator, truth: LiveStreamer, until: float) -> int:
             source="simulator",
             external_id=payload["external_id"],
             start=start,
+            recommend_now=until - row["ts"] < PENDING_WITHIN,  # still open: needs a choice
         )
         if not created:
             continue
         recorded += 1
         if until - row["ts"] < PENDING_WITHIN:
-            mitigation.recommend(event)
             continue
         action = MitigationAction.objects.get(key=row["action"])
         mitigation.apply_action(event, action.key, reason="legacy runbook (simulated history)")
