@@ -185,22 +185,38 @@ def page_users(
     deadline = time.monotonic() + seconds
     stop = stop or threading.Event()
 
+    stale = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+    reconnects = [0]
+
     def user(k: int) -> None:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-        i = k
+        i, used = k, False
         while time.monotonic() < deadline and not stop.is_set():
             name = names[i % len(names)]
             i += 1
             started = time.perf_counter()
-            try:
-                conn.request("GET", paths[name], headers={"Cookie": cookie})
-                response = conn.getresponse()
-                response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-                with lock:
-                    errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            for attempt in (0, 1):
+                try:
+                    conn.request("GET", paths[name], headers={"Cookie": cookie})
+                    response = conn.getresponse()
+                    response.read()
+                    used = True
+                    break
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()
+                    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+                    # A keep-alive connection the server closed while the user was idle:
+                    # reconnect and send again, as a browser does (the time counts).
+                    if attempt == 0 and used and isinstance(exc, stale):
+                        used = False
+                        with lock:
+                            reconnects[0] += 1
+                        continue
+                    with lock:
+                        errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                    response = None
+                    break
+            if response is None:
                 continue
             elapsed = time.perf_counter() - started
             with lock:
@@ -230,6 +246,7 @@ def page_users(
         "statuses": dict(statuses),
         "errors": len(errors),
         "error_examples": errors[:5],
+        "keep_alive_reconnects": reconnects[0],
         "all_pages": summary_ms(everything),
         "per_page": {name: summary_ms(latencies[name]) for name in names},
     }
