@@ -185,7 +185,6 @@ def anomalies_from_truth(sim, now: int) -> dict:
     version = versions.create_version(
         ModelVersion.KIND_ANOMALY, {"note": "benchmark: anomalies from simulator truth"}
     )
-    nodes = dict(Node.objects.values_list("name", "pk"))
     instances = {i.name: i for i in Instance.objects.select_related("node")}
     node_rows = {n.name: n for n in Node.objects.all()}
     fleet = sim.fleet
@@ -198,7 +197,7 @@ def anomalies_from_truth(sim, now: int) -> dict:
             target = instances.get(fleet.instance_names[case.instance])
         else:
             target = node_rows.get(fleet.node_names[case.node]) if case.node >= 0 else None
-        if target is None or (case.level != "vm" and target.pk not in nodes.values()):
+        if target is None:
             continue
         start = datetime.fromtimestamp(case.start + 60, tz=UTC)
         end = datetime.fromtimestamp(min(case.end, now), tz=UTC)
