@@ -49,7 +49,8 @@ Events
     available separately in ``models.anomaly.postprocess``.
 
 Throughput: windows are scored in batches of ``batch_size``; 1,000 VM windows with template
-texts take about 2 s on one thread of the 2-core machine (benchmarks/scoring.py). One
+texts take about 0.5 s on one thread of the 2-core machine, 4.4 s as raw messages
+(benchmarks/scoring.py). One
 detector may be shared by threads (the miner is locked); torch threads are the caller's
 choice (one per worker process when the cores are shared).
 """

@@ -137,3 +137,36 @@ def test_sim_quick_run_uses_an_unseen_seed(tmp_path):
         "isolation_forest",
         "tfidf_logreg",
     }
+
+
+class _ConstMethod:
+    name = "const"
+
+    def raw(self, group, keys, spec):
+        return {"raw": np.zeros(len(keys))}
+
+
+def test_per_group_test_starts_and_system_k():
+    """Nezha's split has two test slices (morning, evening) with their own first scored
+    step; the system alarm rule's K counts pods, not pods times slices."""
+    from models.anomaly.datasets import Split, series_group
+    from models.anomaly.evalsets import _score_split, system_targets, test_starts
+    from models.anomaly.train import ModelConfig
+
+    def pods(n_steps, t0):
+        g = series_group("pod", np.ones((n_steps, 2), np.float32), 60, "p0")
+        g.values = np.ones((n_steps, 3, 2), np.float32)
+        g.target_names = ["p0", "p1", "p2"]
+        g.ts = g.ts + t0
+        return g
+
+    morning, evening, val = pods(30, 0), pods(40, 36_000), pods(25, 30_000)
+    sp = Split("day", [val], [val], [morning, evening], test_from=[4, 19], meta={"val_from": 19})
+    assert test_starts(sp) == [4, 19]
+    mc = ModelConfig(window_steps=20, patch_steps=4, step_seconds=60)
+    _, test = _score_split(_ConstMethod(), sp, None, mc)
+    assert test[0].keys[:, 1].min() == 5 and test[1].keys[:, 1].min() == 20
+    assert system_targets(test) == 3
+    assert test_starts(Split("x", [val], [val], [morning], test_from=7)) == [7]
+    with pytest.raises(ValueError):
+        test_starts(Split("y", [val], [val], [morning], test_from=[1, 2]))
