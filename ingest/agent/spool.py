@@ -101,9 +101,12 @@ class Spool:
         with self._cond:
             seq = self._next_seq
             self._next_seq += 1
+            # Room first, then the write: the spool never holds more than its budget on disk,
+            # not even for the moment between writing a chunk and dropping old ones.
+            self._enforce_budget(incoming=len(data))
             write_durably(self._path(kind, seq), data)
             self._sizes[kind][seq] = len(data)
-            self._enforce_budget()
+            self._enforce_budget()  # a chunk larger than the whole budget is dropped too
             self._save_state()
             self._cond.notify_all()
             return seq
@@ -153,8 +156,8 @@ class Spool:
         self._counters["dropped_chunks"] += 1
         self._counters["dropped_bytes"] += size
 
-    def _enforce_budget(self) -> None:
-        total = sum(sum(sizes.values()) for sizes in self._sizes.values())
+    def _enforce_budget(self, incoming: int = 0) -> None:
+        total = incoming + sum(sum(sizes.values()) for sizes in self._sizes.values())
         if total <= self.max_bytes:
             return
         oldest = sorted(

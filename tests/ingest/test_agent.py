@@ -130,6 +130,25 @@ def test_spool_budget_drops_the_oldest_chunks_and_counts_them(tmp_path, caplog):
     assert (stats.buffer_bytes, stats.dropped_chunks, stats.dropped_bytes) == (200, 1, 100)
 
 
+def test_spool_stays_within_its_budget_on_disk_even_while_writing(tmp_path, monkeypatch):
+    from ingest.agent import spool as spool_module
+
+    real_write = spool_module.write_durably
+    on_disk_before_each_write = []
+
+    def watching_write(path, data):
+        if path.suffix == ".chunk":  # chunks held on disk once this one is written
+            held = sum(p.stat().st_size for p in tmp_path.rglob("*.chunk"))
+            on_disk_before_each_write.append(held + len(data))
+        return real_write(path, data)
+
+    monkeypatch.setattr(spool_module, "write_durably", watching_write)
+    spool = Spool(tmp_path, max_bytes=250)
+    for n in range(6):
+        spool.append("metrics", bytes([65 + n]) * 100)
+    assert on_disk_before_each_write and max(on_disk_before_each_write) <= 250
+
+
 def test_spool_budget_spares_the_chunk_being_sent(tmp_path):
     spool = Spool(tmp_path, max_bytes=250)
     spool.append("metrics", b"a" * 100)

@@ -58,6 +58,15 @@ def wait_closed(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"127.0.0.1:{port} still accepts connections")
 
 
+def copy_data_dir(source: Path, target: Path) -> None:
+    """Copy a stopped cluster's data directory, keeping ``postgres`` as its owner. Done as
+    root: the cache lives in the checkout, which ``postgres`` may not be able to enter (a
+    clone in a mode-700 ``mktemp -d`` folder, as CI makes)."""
+    done = subprocess.run(["cp", "-a", str(source), str(target)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"cp failed: {done.stderr[-1500:]}")
+
+
 class PgCluster:
     """initdb in a temporary directory owned by ``postgres`` (tests run as root, and
     PostgreSQL refuses to run as root); trust authentication on loopback only."""
@@ -72,7 +81,7 @@ class PgCluster:
         shutil.chown(self.root, "postgres", "postgres")
         os.chmod(self.root, 0o700)
         if template is not None:
-            self._as_postgres(["cp", "-a", str(template), str(self.data)])
+            copy_data_dir(template, self.data)
             return
         self._as_postgres(
             [
@@ -324,7 +333,7 @@ def migrated_template(bin_dir: Path, database: str) -> tuple[Path, str, float]:
         staging = Path(tempfile.mkdtemp(prefix=cache.name + "-", dir=cache.parent))
         shutil.chown(staging, "postgres", "postgres")
         os.chmod(staging, 0o700)
-        cluster._as_postgres(["cp", "-a", str(cluster.data), str(staging / "data")])
+        copy_data_dir(cluster.data, staging / "data")
         (staging / "token").write_text(token)
         try:
             os.rename(staging, cache)  # atomic: a concurrent run may have won the race
