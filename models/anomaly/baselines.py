@@ -97,7 +97,10 @@ class IsolationForestBaseline:
         for i in range(0, len(keys), 2048):
             k = keys[i : i + 2048]
             summary = metric_summaries(
-                group.window_values(k[:, 0], k[:, 1], self.window_steps), spec, self.patch_steps
+                group.window_values(k[:, 0], k[:, 1], self.window_steps),
+                spec,
+                self.patch_steps,
+                [group.target_names[t] for t in k[:, 0]],
             )
             last = summary[:, -1]  # [B, M, 5]: global mean, spread, local mean, ...
             parts.append(last[..., :3].reshape(len(k), -1))

@@ -79,12 +79,14 @@ def assemble(
     scenario: np.ndarray | None = None,
     forecast_weight: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
+    targets: list[str] | None = None,
 ) -> Batch:
-    """The one place raw windows become model input (training, evaluation and serving)."""
+    """The one place raw windows become model input (training, evaluation and serving).
+    ``targets`` (one name per window) selects per-target statistics where the spec has them."""
     B = len(ts_end)
     x = None
     if values is not None and spec is not None and values.shape[-1]:
-        x = torch.from_numpy(metric_summaries(values, spec, shape.patch_steps))
+        x = torch.from_numpy(metric_summaries(values, spec, shape.patch_steps, targets))
     logs = None
     if log_entries is not None and table is not None:
         logs = log_batch(*log_entries, shape.patch_steps, shape.n_patches, table)
@@ -183,6 +185,7 @@ class WindowDataset(torch.utils.data.Dataset):
             scen,
             fw,
             sw,
+            [group.target_names[t] for t in targets],
         )
 
 

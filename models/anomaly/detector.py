@@ -293,6 +293,7 @@ class AnomalyDetector:
                 spec,
                 self.table if entries is not None else None,
                 self.shape,
+                targets=[group.target_names[t] for t in k[:, 0]],
             )
             for name, arr in self.run_batch(batch).items():
                 parts.setdefault(name, []).append(arr)
@@ -329,7 +330,8 @@ class AnomalyDetector:
                 np.ones(len(win), dtype=np.float32),
             )
         ends = np.array([float(w.end) for w in windows], dtype=np.int64)
-        return assemble(level, values, ends, entries, spec, self.table, self.shape)
+        names = [w.target for w in windows]
+        return assemble(level, values, ends, entries, spec, self.table, self.shape, targets=names)
 
     def score(
         self,

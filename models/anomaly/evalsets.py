@@ -134,7 +134,11 @@ def _metric_dataset(splits: list[Split], profile: dict, quick: bool, shared: boo
     specs = {}
     for sp in splits:
         values = np.concatenate([g.values for g in sp.train])
-        specs[sp.name] = fit_spec(values, sp.train[0].metric_names)
+        # The scored targets are the training ones (pods, machines, entities, files), so
+        # each gets its own robust statistics ("normalised per series"); pooling them made
+        # Nezha's small-latency pods sit at the global clip even in fault-free hours.
+        g0 = sp.train[0]
+        specs[sp.name] = fit_spec(values, g0.metric_names, target_names=list(g0.target_names))
     shared_det = None
     if shared:
         groups = [g for sp in splits for g in sp.train]

@@ -6,7 +6,8 @@ numbers from two normalisations:
 
 - *global*: the metric after its transform (difference for counters, signed log for
   heavy-tailed rates), centred and scaled by the median and IQR fitted on training data —
-  the patch's mean and spread;
+  per target where the scored targets are the training ones, pooled otherwise — the
+  patch's mean and spread;
 - *local*: the same value relative to this window's own history (the patches before the
   last one), median and IQR again, so a target's usual level is its own, whatever its size —
   the patch's mean and peak;
@@ -19,6 +20,7 @@ as a CSR matrix over (target, step) so batches are cut with a few vectorised num
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -34,12 +36,21 @@ N_SUMMARY = 5  # per metric and patch: mean, spread, local mean, local peak, mis
 
 @dataclass
 class FeatureSpec:
-    """Per-group metric transforms and robust statistics (stored in the artefact)."""
+    """Per-group metric transforms and robust statistics (stored in the artefact).
+
+    ``center``/``scale`` are pooled over the group's targets. ``target_center``/
+    ``target_scale`` (target name -> one value per metric) are the same statistics per
+    series, fitted when the targets that will be scored are the ones in the training data
+    (the spec asks for normalisation "per series"): one pooled scale for targets of very
+    different size saturates the small ones' deviations and clips the large ones'. A target
+    without its own statistics (a fleet never seen in training) uses the pooled ones."""
 
     metric_names: list[str]
     kinds: list[str]  # "diff" | "log" | "none"
     center: list[float]
     scale: list[float]
+    target_center: dict[str, list[float]] = field(default_factory=dict)
+    target_scale: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -47,6 +58,17 @@ class FeatureSpec:
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
         return cls(**data)
+
+    def stats(self, targets: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Centre and scale as float32 [M], or [B, M] per window when ``targets`` (one
+        name per window) is given and the spec holds per-target statistics."""
+        center = np.asarray(self.center, dtype=np.float32)
+        scale = np.asarray(self.scale, dtype=np.float32)
+        if targets is None or not self.target_center:
+            return center, scale
+        c = np.array([self.target_center.get(t, self.center) for t in targets], np.float32)
+        s = np.array([self.target_scale.get(t, self.scale) for t in targets], np.float32)
+        return c.reshape(len(targets), -1), s.reshape(len(targets), -1)
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:
@@ -69,9 +91,7 @@ def transform(values: np.ndarray, kinds: list[str]) -> np.ndarray:
     return out
 
 
-def fit_spec(values: np.ndarray, metric_names: list[str], max_rows: int = 200_000) -> FeatureSpec:
-    """Fit transforms and robust centre/scale on training values [T, K, M] (time first)."""
-    M = values.shape[-1]
+def _kinds(values: np.ndarray, metric_names: list[str]) -> list[str]:
     kinds = []
     for m, name in enumerate(metric_names):
         col = values[..., m]
@@ -86,31 +106,76 @@ def fit_spec(values: np.ndarray, metric_names: list[str], max_rows: int = 200_00
             kinds.append("log")
         else:
             kinds.append("none")
-    tr = transform(np.moveaxis(values, 0, 1), kinds).reshape(-1, M)  # [K*T, M]
+    return kinds
+
+
+def _robust(col: np.ndarray) -> tuple[float, float] | None:
+    """Median and IQR of the finite values (then a 5-95 % spread, then the std, when the
+    IQR is zero); None when nothing is finite, scale 0.0 when every spread is zero."""
+    col = col[np.isfinite(col)]
+    if not len(col):
+        return None
+    q05, q25, q50, q75, q95 = np.percentile(col, [5, 25, 50, 75, 95])
+    s = q75 - q25
+    if s <= 1e-9:
+        s = (q95 - q05) / 3.3
+    if s <= 1e-9:
+        s = float(col.std())
+    return float(q50), float(s) if s > 1e-9 else 0.0
+
+
+def fit_spec(
+    values: np.ndarray,
+    metric_names: list[str],
+    max_rows: int = 200_000,
+    target_names: list[str] | None = None,
+) -> FeatureSpec:
+    """Fit transforms and robust centre/scale on training values [T, K, M] (time first).
+
+    With ``target_names`` (one per K, given when the same targets will be scored) each
+    target also gets its own centre and scale per metric. A target's scale is floored at a
+    hundredth of the pooled one, and a target whose metric never varies in training takes
+    the pooled scale: its first deviation must not become an infinite z-score."""
+    M = values.shape[-1]
+    kinds = _kinds(values, metric_names)
+    per_target = transform(np.moveaxis(values, 0, 1), kinds)  # [K, T, M]
+    tr = per_target.reshape(-1, M)  # [K*T, M]
     if len(tr) > max_rows:
         tr = tr[np.random.default_rng(0).choice(len(tr), max_rows, replace=False)]
     center, scale = [], []
     for m in range(M):
-        col = tr[:, m]
-        col = col[np.isfinite(col)]
-        if not len(col):
-            center.append(0.0)
-            scale.append(1.0)
-            continue
-        q05, q25, q50, q75, q95 = np.percentile(col, [5, 25, 50, 75, 95])
-        s = q75 - q25
-        if s <= 1e-9:
-            s = (q95 - q05) / 3.3
-        if s <= 1e-9:
-            s = float(col.std())
-        center.append(float(q50))
-        scale.append(float(s) if s > 1e-9 else 1.0)
-    return FeatureSpec(list(metric_names), kinds, center, scale)
+        st = _robust(tr[:, m])
+        center.append(0.0 if st is None else st[0])
+        scale.append(1.0 if st is None or st[1] <= 0 else st[1])
+    spec = FeatureSpec(list(metric_names), kinds, center, scale)
+    if target_names is None:
+        return spec
+    if len(target_names) != values.shape[1]:
+        raise ValueError("fit_spec: one target name per target column")
+    for k, name in enumerate(target_names):
+        c, s = [], []
+        for m in range(M):
+            st = _robust(per_target[k, :, m])
+            if st is None:  # no sample of this metric for this target: pooled
+                c.append(center[m])
+                s.append(scale[m])
+                continue
+            c.append(st[0])
+            s.append(scale[m] if st[1] <= 0 else max(st[1], 0.01 * scale[m]))
+        spec.target_center[name] = c
+        spec.target_scale[name] = s
+    return spec
 
 
-def metric_summaries(values: np.ndarray, spec: FeatureSpec, patch_steps: int) -> np.ndarray:
+def metric_summaries(
+    values: np.ndarray,
+    spec: FeatureSpec,
+    patch_steps: int,
+    targets: Sequence[str] | None = None,
+) -> np.ndarray:
     """Raw windows [B, W, M] -> per-patch summaries [B, P, M, 5], float32: mean and spread
     of the global channel, mean and peak |value| of the local channel, share missing.
+    ``targets`` (one name per window) selects per-target statistics where the spec has them.
 
     The local centre and spread are the median and IQR of the history's patch means (not of
     every sample): robust, and a tenth of the cost of quantiles over all samples. Summaries
@@ -118,8 +183,10 @@ def metric_summaries(values: np.ndarray, spec: FeatureSpec, patch_steps: int) ->
     x = transform(values, spec.kinds)
     B, W, M = x.shape
     P = W // patch_steps
-    center = np.asarray(spec.center, dtype=np.float32)
-    scale = np.asarray(spec.scale, dtype=np.float32)
+    center, scale_m = spec.stats(targets)  # [M] pooled, or [B, M] per target
+    scale = scale_m
+    if center.ndim == 2:  # per window: broadcast over the patch axis
+        center, scale = center[:, None], scale_m[:, None]
     present = ~np.isnan(x)
     x0 = np.where(present, x, 0.0).astype(np.float32).reshape(B, P, patch_steps, M)
     pres = present.reshape(B, P, patch_steps, M)
@@ -129,7 +196,7 @@ def metric_summaries(values: np.ndarray, spec: FeatureSpec, patch_steps: int) ->
     means = np.where(n > 0, raw_mean, np.nan)
     q25, med, q75 = nan_quantiles(means[:, :-1], (0.25, 0.5, 0.75))
     med = np.nan_to_num(med, nan=0.0)
-    iqr = np.maximum(np.nan_to_num(q75 - q25, nan=0.0), 0.1 * scale)
+    iqr = np.maximum(np.nan_to_num(q75 - q25, nan=0.0), 0.1 * scale_m)  # [B, M]
     g_mean = np.clip((raw_mean - center) / scale, -CLIP_GLOBAL, CLIP_GLOBAL)
     dev = (x0 - raw_mean[:, :, None]) * pres
     g_std = np.sqrt((dev**2).sum(axis=2) * inv) / scale

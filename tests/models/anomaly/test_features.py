@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from models.anomaly.features import (
+    CLIP_GLOBAL,
     LogStore,
     SeriesGroup,
     fit_spec,
@@ -55,6 +56,47 @@ def test_summaries_are_relative_to_history_and_count_missing():
     assert s[0, -1, 0, 0] == 7.0 - spec.center[0]  # global: centred on the training median
     assert s[0, 0, 1, 4] == 0.25 and s[0, 1, 1, 4] == 1.0 and s[0, 1, 1, 0] == 0.0
     assert np.isfinite(s).all()
+
+
+def test_per_target_statistics_keep_small_and_large_targets_unsaturated():
+    # Four pods with millisecond latencies and one with seconds: pooled statistics are the
+    # small pods', so the large pod sits at the clip all the time (its forecast error has a
+    # ceiling); per-target statistics put every pod near its own centre.
+    rng = np.random.default_rng(0)
+    T, W, p = 400, 12, 4
+    series = [rng.normal(0.002, 0.0005, T) for _ in range(4)] + [rng.normal(2.0, 0.5, T)]
+    values = np.stack(series, axis=1)[..., None].astype(np.float32)  # [T, 5, 1]
+    names = ["s1", "s2", "s3", "s4", "big"]
+    pooled = fit_spec(values, ["latency"])
+    per = fit_spec(values, ["latency"], target_names=names)
+    assert pooled.target_center == {} and set(per.target_center) == set(names)
+    windows = np.moveaxis(values[:W], 0, 1)  # [5, W, 1]
+    g_pooled = metric_summaries(windows, pooled, p, names)[:, :, 0, 0]  # no per-target: pooled
+    g_per = metric_summaries(windows, per, p, names)[:, :, 0, 0]
+    assert (np.abs(g_pooled[-1]) == CLIP_GLOBAL).all()  # the large pod saturates
+    assert np.abs(g_per).max() < 0.25 * CLIP_GLOBAL  # nobody does
+    # A target unknown to the spec (a new fleet) falls back to the pooled statistics.
+    np.testing.assert_array_equal(
+        metric_summaries(windows, per, p, ["new"] * 5), metric_summaries(windows, pooled, p)
+    )
+
+
+def test_per_target_scale_of_a_constant_series_is_the_pooled_one():
+    T = 100
+    rng = np.random.default_rng(1)
+    values = np.stack([np.full(T, 3.0), rng.normal(0, 1, T)], axis=1)[..., None]
+    spec = fit_spec(values.astype(np.float32), ["x"], target_names=["flat", "noisy"])
+    assert spec.target_center["flat"] == [3.0]
+    assert spec.target_scale["flat"] == spec.scale  # not zero: no infinite z-score
+    assert spec.target_scale["noisy"][0] >= 0.01 * spec.scale[0]
+
+
+def test_single_target_statistics_equal_the_pooled_ones():
+    rng = np.random.default_rng(2)
+    values = rng.lognormal(0, 1, (300, 1, 3)).astype(np.float32)
+    spec = fit_spec(values, ["a", "b", "c"], target_names=["only"])
+    np.testing.assert_allclose(spec.target_center["only"], spec.center)
+    np.testing.assert_allclose(spec.target_scale["only"], spec.scale)
 
 
 def test_time_features_follow_the_clock():
