@@ -102,8 +102,8 @@ def raw_scores(
     topk: int = 3,
 ) -> torch.Tensor:
     """One raw score per window: the anomaly logit ("supervised") or the mean of the top-k
-    per-metric forecast errors, each divided by its typical size on training windows
-    ("forecast"), so no single noisy metric dominates."""
+    per-metric forecast errors, each divided by the size it exceeds on 1 % of training
+    windows ("forecast", ``train.error_scale``), so no single spiky metric dominates."""
     if mode == "supervised":
         return out["anomaly"]
     err = forecast_errors(out, batch, patch_steps)

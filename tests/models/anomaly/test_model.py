@@ -100,3 +100,48 @@ def test_modality_dropout_hides_one_modality_from_the_classifier():
     assert not mask.all(-1).any()  # every token can still attend somewhere
     # The forecast path keeps its metric history whatever was dropped.
     assert not mask[:, 1, 2:4].any()
+
+
+class _ZeroForecast(torch.nn.Module):
+    """Forecasts 0 for every metric: the forecast error is the last patch's own size."""
+
+    patch_steps = 4
+
+    def forward(self, group, x, time, logs):
+        return {"forecast": torch.zeros(x.shape[0], x.shape[2], 2)}
+
+
+def test_error_scale_puts_a_spiky_metrics_routine_spikes_below_a_real_break():
+    # Metric 0 is steady noise; metric 1 sits still but spikes in 5 % of steps, as ASD's
+    # and SMD's spiky metrics do. Scaled by the median error, any routine spike of metric 1
+    # outranks a 6-IQR break of metric 0; scaled by the 99th percentile it no longer does.
+    from models.anomaly.datamodule import WindowDataset, WindowShape, assemble
+    from models.anomaly.features import SeriesGroup, fit_spec, windows_of
+    from models.anomaly.train import error_scale
+
+    rng = np.random.default_rng(0)
+    T, shape = 2000, WindowShape(12, 4, 60)
+    steady = rng.normal(0.0, 1.0, T)
+    spiky = np.where(rng.random(T) < 0.05, 8.0, 0.0) + rng.normal(0, 0.01, T)
+    values = np.stack([steady, spiky], axis=1)[:, None, :].astype(np.float32)  # [T, 1, 2]
+    spec = fit_spec(values, ["steady", "spiky"])
+    group = SeriesGroup("g", ["steady", "spiky"], 60 * np.arange(T), 60, values, ["t"])
+    data = WindowDataset([group], [windows_of(group, 12, 1, 12)], [spec], None, shape)
+    net = _ZeroForecast()
+    p99 = torch.tensor(error_scale(net, data, 256)["g"])
+    median = torch.tensor(error_scale(net, data, 256, quantile=0.5)["g"])
+
+    def window(last_steady, last_spiky):
+        v = np.zeros((1, 12, 2), np.float32)
+        v[0, :, 0] = rng.normal(0, 1, 12)
+        v[0, -4:, 0] = last_steady
+        v[0, -4:, 1] = last_spiky
+        return assemble("g", v, np.array([0]), None, spec, None, shape)
+
+    spike, brk = window(0.0, 8.0), window(6.0 * spec.scale[0], 0.0)
+    for scale, spike_wins in ((median, True), (p99, False)):
+        s = [
+            raw_scores(net(b.group, b.x, b.time, None), b, "forecast", 4, scale, topk=1)
+            for b in (spike, brk)
+        ]
+        assert bool(s[0] > s[1]) is spike_wins
