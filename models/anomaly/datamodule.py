@@ -47,6 +47,7 @@ class Batch:
     scenario: torch.Tensor  # long [B], -1 unknown
     forecast_weight: torch.Tensor  # float [B]: 0 where the window must not teach "normal"
     sample_weight: torch.Tensor  # float [B]
+    targets: list[str] | None = None  # one name per window, where known (per-target scales)
 
     @property
     def size(self) -> int:
@@ -59,7 +60,7 @@ class Batch:
         }
         x = None if self.x is None else self.x.to(device)
         logs = None if self.logs is None else self.logs.to(device)
-        return Batch(self.group, x, logs=logs, **move)
+        return Batch(self.group, x, logs=logs, targets=self.targets, **move)
 
     def forecast_target(self, patch_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and spread of the last patch per metric [B, M, 2], and where they exist."""
@@ -104,6 +105,7 @@ def assemble(
         scenario=col(scenario, -1, torch.long),
         forecast_weight=col(forecast_weight, 1.0, torch.float32),
         sample_weight=col(sample_weight, 1.0, torch.float32),
+        targets=None if targets is None else list(targets),
     )
 
 

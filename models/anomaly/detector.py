@@ -129,6 +129,7 @@ class AnomalyDetector:
         config: dict | None = None,
         metrics: dict | None = None,
         topk: int = 3,
+        err_scale_targets: dict[str, dict[str, list[float]]] | None = None,
     ):
         self.net = net.eval()
         self.specs = specs
@@ -139,6 +140,9 @@ class AnomalyDetector:
         self.calibrators = calibrators or {}
         self.thresholds = thresholds or Thresholds()
         self.err_scale = err_scale or {}
+        # group -> target -> per-metric error scale, where the scored targets are the
+        # training ones (see ``train.error_scale``); other targets use ``err_scale``.
+        self.err_scale_targets = err_scale_targets or {}
         self.config = config or {}
         self.metrics = metrics or {}
         self.topk = topk
@@ -171,6 +175,7 @@ class AnomalyDetector:
             "mode": self.mode,
             "classes": self.classes,
             "err_scale": self.err_scale,
+            "err_scale_targets": self.err_scale_targets,
             "topk": self.topk,
             "train": self.config,
         }
@@ -211,6 +216,7 @@ class AnomalyDetector:
             calibrators=cal,
             thresholds=Thresholds.from_dict(json.loads((d / "thresholds.json").read_text())),
             err_scale=cfg.get("err_scale", {}),
+            err_scale_targets=cfg.get("err_scale_targets", {}),
             config=cfg.get("train", {}),
             metrics=json.loads((d / "metrics.json").read_text()),
             topk=cfg.get("topk", 3),
@@ -245,16 +251,27 @@ class AnomalyDetector:
             return np.fromiter((add(lookup(t)) for t in texts), dtype=np.int64, count=len(texts))
 
     # ------------------------------------------------------------------ scoring
-    def _scale(self, group: str) -> torch.Tensor | None:
+    def _scale(self, group: str, targets: list[str] | None = None) -> torch.Tensor | None:
+        """Error scale [M], or [B, M] when the windows' targets have their own."""
         s = self.err_scale.get(group)
-        return None if s is None else torch.tensor(s, dtype=torch.float32)
+        per = self.err_scale_targets.get(group)
+        if s is None:
+            return None
+        if targets is None or not per:
+            return torch.tensor(s, dtype=torch.float32)
+        return torch.tensor([per.get(t, s) for t in targets], dtype=torch.float32)
 
     def run_batch(self, batch: Batch) -> dict[str, np.ndarray]:
         """Raw score, anomaly probability and scenario distribution of one batch."""
         with torch.inference_mode():
             out = self.net(batch.group, batch.x, batch.time, batch.logs)
             raw = raw_scores(
-                out, batch, self.mode, self.shape.patch_steps, self._scale(batch.group), self.topk
+                out,
+                batch,
+                self.mode,
+                self.shape.patch_steps,
+                self._scale(batch.group, batch.targets),
+                self.topk,
             )
             res = {"raw": raw.numpy().astype(np.float64)}
             if "scenario" in out:
@@ -364,9 +381,8 @@ class AnomalyDetector:
                 attr = {}
                 if explain_idx:
                     sub = _select(batch, explain_idx)
-                    pairs = attribute(
-                        self.net, sub, self.mode, names, self.table, self._scale(level), self.topk
-                    )
+                    scale = self._scale(level, [windows[part[j]].target for j in explain_idx])
+                    pairs = attribute(self.net, sub, self.mode, names, self.table, scale, self.topk)
                     attr = dict(zip(explain_idx, pairs, strict=True))
                 for j, i in enumerate(part):
                     c = int(np.argmax(scen[j])) if scen is not None else -1

@@ -145,3 +145,33 @@ def test_error_scale_puts_a_spiky_metrics_routine_spikes_below_a_real_break():
             for b in (spike, brk)
         ]
         assert bool(s[0] > s[1]) is spike_wins
+
+
+def test_per_target_error_scale_lets_a_quiet_target_alarm_above_a_noisy_ones_routine():
+    # Two targets of one metric: one with routine large excursions, one quiet. One scale
+    # for both is set by the noisy target, so the quiet target's break looks ordinary; a
+    # scale per target (fitted where the scored targets are the training ones) does not.
+    from models.anomaly.datamodule import WindowDataset, WindowShape
+    from models.anomaly.features import SeriesGroup, fit_spec, windows_of
+    from models.anomaly.train import error_scale, target_error_scale
+
+    rng = np.random.default_rng(0)
+    T, shape = 600, WindowShape(12, 4, 60)
+    noisy = rng.normal(0, 1, T) + np.where(rng.random(T) < 0.1, 6.0, 0.0)
+    quiet = rng.normal(0, 1, T)
+    values = np.stack([noisy, quiet], axis=1)[..., None].astype(np.float32)  # [T, 2, 1]
+    spec = fit_spec(values, ["x"], target_names=["noisy", "quiet"])
+    spec.target_center = {t: [0.0] for t in ("noisy", "quiet")}  # one unit for both
+    spec.target_scale = {t: [1.0] for t in ("noisy", "quiet")}
+    group = SeriesGroup("g", ["x"], 60 * np.arange(T), 60, values, ["noisy", "quiet"])
+    data = WindowDataset([group], [windows_of(group, 12, 1, 12)], [spec], None, shape)
+    net = _ZeroForecast()
+    pooled = error_scale(net, data, 256)
+    per = target_error_scale(net, data, 256, pooled)["g"]
+    assert per["noisy"][0] > 3 * per["quiet"][0]
+    assert min(per["noisy"][0], per["quiet"][0]) <= pooled["g"][0] <= per["noisy"][0]
+    # Single-target groups keep the pooled scale (their own is the pooled one).
+    one = SeriesGroup("h", ["x"], 60 * np.arange(T), 60, values[:, :1], ["noisy"])
+    spec1 = fit_spec(values[:, :1], ["x"], target_names=["noisy"])
+    data1 = WindowDataset([one], [windows_of(one, 12, 1, 12)], [spec1], None, shape)
+    assert target_error_scale(net, data1, 256, error_scale(net, data1, 256)) == {}
