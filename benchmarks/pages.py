@@ -2,7 +2,7 @@
 
     nice -n 5 .venv/bin/python benchmarks/pages.py [--nodes 50] [--instances 400] [--days 7]
         [--step 300] [--recent-hours 6] [--recent-step 15] [--repeat 30] [--users 30]
-        [--seconds 60] [--reuse]
+        [--seconds 60] [--panel-cache-seconds 10] [--cache-url redis://...] [--reuse]
 
 Builds the database ``bench_pages`` (or, with --reuse, keeps it when a previous run filled
 it) and backfills the simulator's fleet through the store's writer: the last
@@ -13,9 +13,13 @@ seeded fleet; the 15 s simulator's ground truth (injected cases, node faults) is
 The anomaly model is not trained here, so the injected anomaly cases become Anomaly rows
 through the scoring code's own open/extend/close path (``webapp.detection.scoring``),
 which also raises the incident signals. Then it times, in process with a logged-in
-Django test client, ``--repeat`` requests of each page (server time: no network), and
-finally ``--users`` concurrent users mixing the same pages over real HTTP against gunicorn
-on loopback for ``--seconds``. Prints JSON.
+Django test client, ``--repeat`` requests of each page (server time: no network), once
+with the panel cache off (what computing a page costs) and once with it on (repeated
+views within the cache period, as people refreshing a page get); and finally ``--users``
+concurrent users mixing the same pages over real HTTP against gunicorn (4 workers x 4
+threads, sharing a Redis cache as deployed) on loopback for ``--seconds``: first from the
+Python generator (latency per page), then from ``wrk`` when installed (C, cheaper on
+the shared cores). Prints JSON.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from benchmarks._common import (
     session_cookie,
     summary_ms,
     warm,
+    wrk_users,
 )
 
 HOUR = 3600
@@ -341,7 +346,11 @@ def calibration_ms(repeat: int = 5) -> float:
     return round(sorted(out)[len(out) // 2], 1)
 
 
-def time_pages(paths: dict[str, str], repeat: int) -> dict:
+def time_pages(paths: dict[str, str], repeat: int, panel_cache_seconds: int) -> dict:
+    """Server time of each page. With ``panel_cache_seconds`` 0 every request computes its
+    panels (what a page costs); otherwise repeated requests share them as users do."""
+    from django.conf import settings
+    from django.core.cache import caches
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -350,6 +359,8 @@ def time_pages(paths: dict[str, str], repeat: int) -> dict:
     from django.contrib.auth import get_user_model
 
     client.force_login(get_user_model().objects.get(username="bench"))
+    settings.TELLTALE_PANEL_CACHE_SECONDS = panel_cache_seconds
+    caches["panels"].clear()
     out = {}
     for name, path in paths.items():
         with CaptureQueriesContext(connection) as queries:
@@ -427,6 +438,12 @@ def fix_baselines(repeat: int = 10) -> dict:
     }
 
 
+def flush_cache(url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", default="bench_pages")
@@ -448,6 +465,10 @@ def main() -> None:
         "--think", type=float, default=0.0, help="seconds a user waits between pages"
     )
     parser.add_argument("--reuse", action="store_true", help="keep a filled bench_pages")
+    parser.add_argument(
+        "--panel-cache-seconds", type=int, default=10, help="0: every request computes"
+    )
+    parser.add_argument("--cache-url", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
 
     record, wrote = prepare(args)
@@ -457,19 +478,28 @@ def main() -> None:
     gc.freeze()  # as webapp/wsgi.py does in every web worker once the app is loaded
     before = calibration_ms()
     # /healthz is the in-run baseline: the request/response path with no page work.
-    serial = time_pages({"baseline_healthz": "/healthz", **paths}, args.repeat)
+    pages = {"baseline_healthz": "/healthz", **paths}
+    serial = time_pages(pages, args.repeat, panel_cache_seconds=0)
+    serial_cached = time_pages(pages, args.repeat, panel_cache_seconds=args.panel_cache_seconds)
     calibration = {"cpu_loop_ms_before": before, "cpu_loop_ms_after": calibration_ms()}
     baselines = fix_baselines()
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
+    # As deployed (docker-compose): the web workers share one Redis cache.
+    env["TELLTALE_CACHE_URL"] = args.cache_url
+    env["TELLTALE_PANEL_CACHE_SECONDS"] = str(args.panel_cache_seconds)
+    flush_cache(args.cache_url)
     with gunicorn(env, workers=args.workers, threads=args.threads) as (url, _):
         warm(url, args.workers * args.threads)
         page_users(url, cookie, paths, args.workers * args.threads, 5)
         concurrent = page_users(url, cookie, paths, args.users, args.seconds, think=args.think)
+        concurrent_wrk = wrk_users(url, cookie, paths, args.users, args.seconds)
     concurrent["gunicorn"] = {"workers": args.workers, "threads": args.threads}
-    concurrent["meets_target"] = (
-        concurrent["errors"] == 0 and concurrent["all_pages"]["p95_ms"] < TARGET_CONCURRENT_P95_MS
-    )
+    for run in (concurrent, concurrent_wrk):
+        if run is not None:
+            run["meets_target"] = (
+                run["errors"] == 0 and run["all_pages"]["p95_ms"] < TARGET_CONCURRENT_P95_MS
+            )
     emit(
         {
             "benchmark": "pages_postgres",
@@ -480,9 +510,12 @@ def main() -> None:
             "backfill": record,
             "machine_calibration": calibration,
             "fixes_vs_replaced_code": baselines,
+            "panel_cache_seconds": args.panel_cache_seconds,
             "serial_in_process": serial,
             "misses": [k for k, v in serial.items() if not v["meets_target"]],
+            "serial_in_process_cached": serial_cached,
             "concurrent_http": concurrent,
+            "concurrent_http_wrk": concurrent_wrk,
             "targets": {
                 "serial_p95_ms": TARGET_P95_MS,
                 "concurrent_p95_ms": TARGET_CONCURRENT_P95_MS,

@@ -234,13 +234,39 @@ TELLTALE_INGEST_NEW_SERIES_WINDOW_SECONDS = env_int(
 TELLTALE_CACHE_URL = env_str("TELLTALE_CACHE_URL")
 if TELLTALE_CACHE_URL and not TELLTALE_CACHE_URL.startswith(("redis://", "rediss://")):
     raise ImproperlyConfigured("TELLTALE_CACHE_URL must be a redis:// or rediss:// URL, or empty")
+_REDIS_CACHE = {
+    "BACKEND": "django.core.cache.backends.redis.RedisCache",
+    "LOCATION": TELLTALE_CACHE_URL,
+}
+# Dashboard panels (webapp/dashboards/panelcache.py and {% cache %} blocks) must be shared
+# by every web process, or one worker keeps showing a panel another has just invalidated:
+# Redis when configured, otherwise files under var/ (all processes of one host see them).
+_PANEL_CACHE = (
+    _REDIS_CACHE
+    if TELLTALE_CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "panels"}
+    if TESTING
+    else {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "cache" / "panels"),
+        "OPTIONS": {"MAX_ENTRIES": 2000},
+    }
+)
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": TELLTALE_CACHE_URL}
+        _REDIS_CACHE
         if TELLTALE_CACHE_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "telltale"}
-    )
+    ),
+    "panels": _PANEL_CACHE,
+    "template_fragments": _PANEL_CACHE,  # the alias Django's {% cache %} tag uses
 }
+# Dashboard panels computed from telemetry are shared for this many seconds
+# (webapp/dashboards/panelcache.py); 0 computes every request. Tests turn it on where they
+# test it, so a page test sees the rows it has just written.
+TELLTALE_PANEL_CACHE_SECONDS = env_int(
+    "TELLTALE_PANEL_CACHE_SECONDS", 0 if TESTING else 10, minimum=0
+)
 # Login lockouts (webapp/core/throttle.py): failures per user name / per client address.
 TELLTALE_LOGIN_MAX_FAILURES = env_int("TELLTALE_LOGIN_MAX_FAILURES", 5, minimum=1)
 TELLTALE_LOGIN_MAX_FAILURES_PER_IP = env_int("TELLTALE_LOGIN_MAX_FAILURES_PER_IP", 30, minimum=1)

@@ -6,9 +6,14 @@ on every page view, and the tests validate them with plotly.graph_objects.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
+from django.core.serializers.json import DjangoJSONEncoder
+
 MAX_POINTS_PER_LINE = 2000
+# The characters Django's json_script escapes, so the JSON cannot close the <script> element.
+_SCRIPT_ESCAPES = (("&", "\\u0026"), ("<", "\\u003C"), (">", "\\u003E"))
 
 UNITS = {
     "ratio": {"tickformat": ".3~%", "hoverformat": ".2%"},
@@ -45,6 +50,27 @@ class ChartSpec:
     lines: list[Line] = field(default_factory=list)
     regions: list[Region] = field(default_factory=list)
     thresholds: list[tuple[float, str]] = field(default_factory=list)
+
+
+def script_json(value) -> str:
+    """Compact JSON that is safe inside a <script> element, escaped as ``json_script`` does
+    but with str.replace instead of str.translate, which costs ~0.35 us per character (over
+    half a second for a 50-line week in explore, more than the query behind it)."""
+    text = json.dumps(value, cls=DjangoJSONEncoder, separators=(",", ":"))
+    for char, escaped in _SCRIPT_ESCAPES:
+        text = text.replace(char, escaped)
+    return text
+
+
+class Figure(dict):
+    """A figure that keeps its script JSON once computed: a figure shared through the panel
+    cache is serialised once, not on every page view that shows it."""
+
+    def script_json(self) -> str:
+        text = self.__dict__.get("_script_json")
+        if text is None:
+            text = self.__dict__["_script_json"] = script_json(self)
+        return text
 
 
 REGION_COLORS = {

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from webapp.dashboards import panelcache
 from webapp.telemetry import query
 from webapp.telemetry.models import IngestMinute, Node, Series
 
@@ -64,8 +65,12 @@ def node_state(node: Node, now=None, anomalous=(), unhealthy=()) -> str:
 
 
 def problem_node_ids() -> tuple[set[int], set[int]]:
-    """(nodes with an open anomaly, nodes with an open unhealthy event), two queries for
-    the whole fleet so list pages do not query per node."""
+    """(nodes with an open anomaly, nodes with an open unhealthy event), a few queries for
+    the whole fleet so list pages do not query per node; shared through the panel cache."""
+    return panelcache.get_or_build("problem-nodes", (), _problem_node_ids)
+
+
+def _problem_node_ids() -> tuple[set[int], set[int]]:
     from webapp.detection.models import Anomaly
     from webapp.mitigation.models import UnhealthyEvent
 
@@ -173,12 +178,26 @@ def injected_cases(tr, node=None, instance=None, limit: int = 50):
 
 
 def charts_for(chart_defs, tr, regions=None):
-    """Run one range query for all charts' series and split the results per chart."""
-    from webapp.dashboards.charts import ChartSpec, Line, time_series_figure
-
+    """One figure per chart definition, from one range query for all their series; shared
+    through the panel cache by everyone looking at the same series, range and regions."""
     all_series = [s for _, _, _, series in chart_defs for s in series]
     if not all_series:
         return []
+    regions = list(regions or [])
+    key = (
+        tuple(
+            (m, title, unit, tuple(s.id for s in series)) for m, title, unit, series in chart_defs
+        ),
+        panelcache.range_key(tr),
+        tuple(regions),
+    )
+    return panelcache.get_or_build("charts", key, lambda: _build_charts(chart_defs, tr, regions))
+
+
+def _build_charts(chart_defs, tr, regions):
+    from webapp.dashboards.charts import ChartSpec, Figure, Line, time_series_figure
+
+    all_series = [s for _, _, _, series in chart_defs for s in series]
     results, _ = query.range_query(all_series, tr.start_ms, tr.end_ms, tr.step_ms, "avg")
     by_id = {r.series.id: r for r in results}
     figures = []
@@ -192,9 +211,22 @@ def charts_for(chart_defs, tr, regions=None):
             )
             for s in series
         ]
-        spec = ChartSpec(title=title, unit=unit, lines=lines, regions=list(regions or []))
-        figures.append((metric, time_series_figure(spec, tr.start_ms, tr.end_ms)))
+        spec = ChartSpec(title=title, unit=unit, lines=lines, regions=regions)
+        figure = Figure(time_series_figure(spec, tr.start_ms, tr.end_ms))
+        figure.script_json()  # once, here, rather than on every view of a cached figure
+        figures.append((metric, figure))
     return figures
+
+
+def recent_logs(tr, limit: int, **filters):
+    """The newest log lines of a target in the range (``query.search_logs``), shared
+    through the panel cache."""
+    key = (panelcache.range_key(tr), limit, sorted((k, repr(v)) for k, v in filters.items()))
+    return panelcache.get_or_build(
+        "logs",
+        key,
+        lambda: list(query.search_logs(start=tr.start, end=tr.end, limit=limit, **filters)),
+    )
 
 
 def case_regions(cases):

@@ -5,11 +5,13 @@ from datetime import timedelta
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 
 from ingest.types import SEVERITY_ERROR, severity_name
 from webapp.core import roles
-from webapp.dashboards import charts, fleet, timerange
+from webapp.dashboards import charts, fleet, panelcache, timerange
 from webapp.incidents.annotations import annotations_between
 from webapp.telemetry import query
 from webapp.telemetry.api import SEVERITY_FLOORS
@@ -86,6 +88,17 @@ def firing_alerts():
 
 @roles.require_role(roles.VIEWER)
 def overview(request):
+    # Nothing on the overview depends on who looks, so its panels are rendered once per
+    # cache period for everyone (the page people leave open on wall screens).
+    body = panelcache.get_or_build(
+        "overview",
+        (),
+        lambda: render_to_string("dashboards/_overview_body.html", overview_context()),
+    )
+    return _page(request, "dashboards/overview.html", {"body": body})
+
+
+def overview_context() -> dict:
     nodes = fleet.nodes_with_state(Node.objects.all())
     rates = fleet.ingest_rates(60)
     recent = rates[-5:]
@@ -119,30 +132,26 @@ def overview(request):
         .select_related("node", "instance", "template")
         .order_by("-ts")[:15]
     )
-    return _page(
-        request,
-        "dashboards/overview.html",
-        {
-            **problems_now(),
-            "nodes": nodes,
-            "state_counts": fleet.state_counts(nodes),
-            "instance_count": Instance.objects.count(),
-            "series_count": Series.objects.count(),
-            "template_count": LogTemplate.objects.count(),
-            "samples_per_s": samples_per_s,
-            "logs_per_s": logs_per_s,
-            "rate_figure": rate_figure,
-            "sources": IngestSource.objects.all(),
-            "targets": ScrapeTarget.objects.all(),
-            "errors": errors,
-            "stale_after_minutes": int(fleet.STALE_AFTER.total_seconds() // 60),
-            "injected": InjectedCase.objects.filter(
-                end__gt=timezone.now() - timedelta(hours=6), start__lte=timezone.now()
-            )
-            .select_related("node", "instance")
-            .order_by("-start")[:20],
-        },
-    )
+    return {
+        **problems_now(),
+        "nodes": nodes,
+        "state_counts": fleet.state_counts(nodes),
+        "instance_count": Instance.objects.count(),
+        "series_count": Series.objects.count(),
+        "template_count": LogTemplate.objects.count(),
+        "samples_per_s": samples_per_s,
+        "logs_per_s": logs_per_s,
+        "rate_figure": rate_figure,
+        "sources": IngestSource.objects.all(),
+        "targets": ScrapeTarget.objects.all(),
+        "errors": errors,
+        "stale_after_minutes": int(fleet.STALE_AFTER.total_seconds() // 60),
+        "injected": InjectedCase.objects.filter(
+            end__gt=timezone.now() - timedelta(hours=6), start__lte=timezone.now()
+        )
+        .select_related("node", "instance")
+        .order_by("-start")[:20],
+    }
 
 
 @roles.require_role(roles.VIEWER)
@@ -162,16 +171,20 @@ def node_list(request):
             if key.strip().isidentifier()
             else qs.none()
         )
-    nodes = fleet.nodes_with_state(qs.order_by("cluster", "rack", "name"))
     state = g.get("state")
-    if state in fleet.available_states():
-        nodes = [n for n in nodes if n.state == state]
-    page = Paginator(nodes, 100).get_page(g.get("page"))
+
+    def page():
+        nodes = fleet.nodes_with_state(qs.order_by("cluster", "rack", "name"))
+        if state in fleet.available_states():
+            nodes = [n for n in nodes if n.state == state]
+        return Paginator(nodes, 100).get_page(g.get("page"))
+
     return _page(
         request,
         "dashboards/node_list.html",
         {
-            "page": page,
+            # Lazy: the page's cached block (panelcache.page_context) skips them on a hit.
+            "page": SimpleLazyObject(page),
             "filters": g,
             "clusters": Node.objects.exclude(cluster="")
             .values_list("cluster", flat=True)
@@ -182,7 +195,8 @@ def node_list(request):
             .distinct()
             .order_by("rack"),
             "states": [(k, fleet.STATE_LABELS[k]) for k in fleet.available_states()],
-            "instance_count": Instance.objects.count(),
+            "instance_count": SimpleLazyObject(Instance.objects.count),
+            **panelcache.page_context(request),
         },
     )
 
@@ -192,29 +206,35 @@ def node_detail(request, name: str):
     node = get_object_or_404(Node, name=name)
     node.state = fleet.node_state(node, None, *fleet.problem_node_ids())
     tr = timerange.from_request(request)
-    chart_defs = fleet.key_metric_charts(Series.objects.filter(node=node, instance__isnull=True))
-    logs = query.search_logs(start=tr.start, end=tr.end, node_ids=[node.id], limit=50)
-    cases = fleet.injected_cases(tr, node=node)
-    notes = annotations_between(tr.start, tr.end, node=node)
+    # Lazy: the page's cached block (panelcache.page_context) skips them on a hit.
+    cases = SimpleLazyObject(lambda: fleet.injected_cases(tr, node=node))
+    notes = SimpleLazyObject(lambda: annotations_between(tr.start, tr.end, node=node))
     return _page(
         request,
         "dashboards/node_detail.html",
         {
             "node": node,
             "tr": tr,
-            "instances": node.instances.order_by("name"),
-            "placements": Placement.objects.filter(node=node).select_related("instance")[:30],
-            "figures": fleet.charts_for(
-                chart_defs,
-                tr,
-                fleet.case_regions(c for c in cases if c.level == "host")
-                + fleet.annotation_regions(notes),
+            "instances": SimpleLazyObject(lambda: list(node.instances.order_by("name"))),
+            "placements": SimpleLazyObject(
+                lambda: list(Placement.objects.filter(node=node).select_related("instance")[:30])
             ),
-            "logs": logs,
+            "figures": SimpleLazyObject(
+                lambda: fleet.charts_for(
+                    fleet.key_metric_charts(
+                        Series.objects.filter(node=node, instance__isnull=True)
+                    ),
+                    tr,
+                    fleet.case_regions(c for c in cases if c.level == "host")
+                    + fleet.annotation_regions(notes),
+                )
+            ),
+            "logs": SimpleLazyObject(lambda: fleet.recent_logs(tr, 50, node_ids=[node.id])),
             "cases": cases,
             "notes": notes,
             "annotate_node": node.name,
             "can_annotate": roles.has_role(request.user, roles.OPERATOR),
+            **panelcache.page_context(request, tr, topics=("annotations",)),
         },
     )
 
@@ -223,25 +243,30 @@ def node_detail(request, name: str):
 def instance_detail(request, name: str):
     instance = get_object_or_404(Instance.objects.select_related("node"), name=name)
     tr = timerange.from_request(request)
-    chart_defs = fleet.key_metric_charts(Series.objects.filter(instance=instance))
-    logs = query.search_logs(start=tr.start, end=tr.end, instance_ids=[instance.id], limit=50)
-    cases = fleet.injected_cases(tr, instance=instance)
-    notes = annotations_between(tr.start, tr.end, instance=instance)
+    cases = SimpleLazyObject(lambda: fleet.injected_cases(tr, instance=instance))
+    notes = SimpleLazyObject(lambda: annotations_between(tr.start, tr.end, instance=instance))
     return _page(
         request,
         "dashboards/instance_detail.html",
         {
             "instance": instance,
             "tr": tr,
-            "placements": instance.placements.select_related("node")[:30],
-            "figures": fleet.charts_for(
-                chart_defs, tr, fleet.case_regions(cases) + fleet.annotation_regions(notes)
+            "placements": SimpleLazyObject(
+                lambda: list(instance.placements.select_related("node")[:30])
             ),
-            "logs": logs,
+            "figures": SimpleLazyObject(
+                lambda: fleet.charts_for(
+                    fleet.key_metric_charts(Series.objects.filter(instance=instance)),
+                    tr,
+                    fleet.case_regions(cases) + fleet.annotation_regions(notes),
+                )
+            ),
+            "logs": SimpleLazyObject(lambda: fleet.recent_logs(tr, 50, instance_ids=[instance.id])),
             "cases": cases,
             "notes": notes,
             "annotate_instance": instance.name,
             "can_annotate": roles.has_role(request.user, roles.OPERATOR),
+            **panelcache.page_context(request, tr, topics=("annotations",)),
         },
     )
 
@@ -256,25 +281,11 @@ def explore(request):
     series_count = 0
     if selector:
         try:
-            found = query.select(selector, limit=50)
-            series_count = len(found)
-            results, how = query.range_query(found, tr.start_ms, tr.end_ms, tr.step_ms, agg)
-            shared = fleet.shared_labels(found)
-            spec = charts.ChartSpec(
-                title=(
-                    f"{agg}({selector}) · {how['resolution']} data, step {how['step_ms'] // 1000}s"
-                ),
-                unit=fleet._guess_unit(found[0].metric) if found else "",
-                lines=[
-                    charts.Line(
-                        fleet.line_name(r.series, shared),
-                        r.ts_ms.tolist(),
-                        fleet._nan_to_none(r.values.tolist()),
-                    )
-                    for r in results
-                ],
+            figure, series_count = panelcache.get_or_build(
+                "explore",
+                (selector, agg, panelcache.range_key(tr), tr.step_ms),
+                lambda: explore_figure(selector, agg, tr),
             )
-            figure = charts.time_series_figure(spec, tr.start_ms, tr.end_ms, height=380)
         except QueryError as exc:
             error = str(exc)
     log_text = g.get("logq", "").strip()
@@ -282,24 +293,27 @@ def explore(request):
     node_name = g.get("node", "").strip()
     logs = []
     show_logs = "logs" in g or log_text or severity or node_name
-    if show_logs:
-        node_ids = (
-            list(Node.objects.filter(name=node_name).values_list("id", flat=True))
-            if node_name
-            else None
-        )
-        if node_name and not node_ids:
-            node_ids = [-1]
-        logs = query.search_logs(
-            start=tr.start,
-            end=tr.end,
+
+    def search():
+        node_ids = None
+        if node_name:
+            node_ids = list(Node.objects.filter(name=node_name).values_list("id", flat=True))
+            node_ids = node_ids or [-1]
+        return fleet.recent_logs(
+            tr,
+            300,
             node_ids=node_ids,
             min_severity=SEVERITY_FLOORS.get(severity),
             text=log_text or None,
-            limit=300,
         )
-    metric_names = (
-        Series.objects.order_by("metric").values_list("metric", flat=True).distinct()[:2000]
+
+    # Lazy: the page's cached blocks (panelcache.page_context) skip them on a hit.
+    if show_logs:
+        logs = SimpleLazyObject(search)
+    metric_names = SimpleLazyObject(
+        lambda: list(
+            Series.objects.order_by("metric").values_list("metric", flat=True).distinct()[:2000]
+        )
     )
     return _page(
         request,
@@ -320,5 +334,28 @@ def explore(request):
             "metric_names": metric_names,
             "severities": [s for s in SEVERITY_FLOORS if s != "warning"],
             "severity_name": severity_name,
+            **panelcache.page_context(request, tr),
         },
     )
+
+
+def explore_figure(selector: str, agg: str, tr) -> tuple[charts.Figure, int]:
+    """Explore's chart of up to 50 series matching ``selector`` and how many matched."""
+    found = query.select(selector, limit=50)
+    results, how = query.range_query(found, tr.start_ms, tr.end_ms, tr.step_ms, agg)
+    shared = fleet.shared_labels(found)
+    spec = charts.ChartSpec(
+        title=f"{agg}({selector}) · {how['resolution']} data, step {how['step_ms'] // 1000}s",
+        unit=fleet._guess_unit(found[0].metric) if found else "",
+        lines=[
+            charts.Line(
+                fleet.line_name(r.series, shared),
+                r.ts_ms.tolist(),
+                fleet._nan_to_none(r.values.tolist()),
+            )
+            for r in results
+        ],
+    )
+    figure = charts.Figure(charts.time_series_figure(spec, tr.start_ms, tr.end_ms, height=380))
+    figure.script_json()  # once, here, rather than on every view of a cached figure
+    return figure, len(found)

@@ -6,14 +6,14 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.functional import SimpleLazyObject
 from django.views.decorators.http import require_POST
 
 from webapp.core import roles
-from webapp.dashboards import fleet, timerange
+from webapp.dashboards import fleet, panelcache, timerange
 from webapp.dashboards.charts import Region
 from webapp.detection import charts, services
 from webapp.detection.models import Anomaly
-from webapp.telemetry import query
 from webapp.telemetry.models import Series
 
 
@@ -40,12 +40,17 @@ def anomaly_list(request):
     elif g.get("label"):
         qs = qs.filter(label=g["label"])
     order = "-score" if g.get("sort") == "score" else "-start"
-    page = Paginator(qs.order_by(order, "-id"), 50).get_page(g.get("page"))
-    scenarios = (
-        Anomaly.objects.exclude(scenario="")
-        .values_list("scenario", flat=True)
-        .distinct()
-        .order_by("scenario")
+    # Lazy: the page's cached block (panelcache.page_context) skips them on a hit.
+    page = SimpleLazyObject(
+        lambda: Paginator(qs.order_by(order, "-id"), 50).get_page(g.get("page"))
+    )
+    scenarios = SimpleLazyObject(
+        lambda: list(
+            Anomaly.objects.exclude(scenario="")
+            .values_list("scenario", flat=True)
+            .distinct()
+            .order_by("scenario")
+        )
     )
     return render(
         request,
@@ -57,6 +62,7 @@ def anomaly_list(request):
             "filters": g,
             "scenarios": scenarios,
             "labels": Anomaly.LABELS,
+            **panelcache.page_context(request, tr, topics=("anomaly-labels",)),
         },
     )
 
@@ -83,24 +89,34 @@ def anomaly_detail(request, anomaly_id: int):
         log_filter = {"node_ids": [anomaly.node_id]}
     attribution = anomaly.attribution or {}
     top_metrics = [name for name, _ in attribution.get("metrics", [])[:4]]
-    chart_defs = fleet.key_metric_charts(series, prefer=top_metrics)
     region = Region(
         int(anomaly.start.timestamp() * 1000),
         int(anomaly.end.timestamp() * 1000),
         "anomaly",
         "anomaly",
     )
-    logs = query.search_logs(start=window.start, end=window.end, limit=200, **log_filter)
     hot = {text for text, _ in attribution.get("templates", [])}
-    for record in logs:
-        record.contributing = record.template_id is not None and record.template.template in hot
+
+    def logs():
+        records = fleet.recent_logs(window, 200, **log_filter)
+        for record in records:
+            record.contributing = record.template_id is not None and record.template.template in hot
+        return records
+
     return render(
         request,
         "detection/anomaly_detail.html",
         {
             "a": anomaly,
             "tr": window,
-            "figures": fleet.charts_for(chart_defs, window, [region]),
+            # Lazy: the page's cached block (panelcache.page_context) skips them on a hit.
+            "figures": SimpleLazyObject(
+                lambda: fleet.charts_for(
+                    fleet.key_metric_charts(series, prefer=top_metrics), window, [region]
+                )
+            ),
+            "logs": SimpleLazyObject(logs),
+            **panelcache.page_context(request, window, sorted(hot)),
             "metric_bars": charts.attribution_figure(
                 "Metrics that contributed", [tuple(x) for x in attribution.get("metrics", [])]
             ),
@@ -108,7 +124,6 @@ def anomaly_detail(request, anomaly_id: int):
                 "Log templates that contributed",
                 [tuple(x) for x in attribution.get("templates", [])],
             ),
-            "logs": logs,
             "labels": Anomaly.LABELS,
             "can_label": roles.has_role(request.user, roles.OPERATOR),
             "scenarios": _scenario_names(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from webapp.dashboards import panelcache
 from webapp.detection.models import Anomaly
 
 LABEL_CHOICES = {key for key, _ in Anomaly.LABELS}
@@ -20,4 +21,5 @@ def label_anomaly(anomaly: Anomaly, label: str, scenario: str = "", actor=None) 
     anomaly.labeled_by = actor if getattr(actor, "pk", None) else None
     anomaly.labeled_at = timezone.now()
     anomaly.save(update_fields=["label", "label_scenario", "labeled_by", "labeled_at"])
+    panelcache.bump("anomaly-labels")  # the anomaly list's cached table shows it next load
     return anomaly

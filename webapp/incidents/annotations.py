@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from webapp.dashboards import panelcache
 from webapp.incidents.models import LABELS, Annotation, Incident
 from webapp.telemetry.models import Instance, Node
 
@@ -100,6 +101,7 @@ def create_annotation(fields: dict, actor=None, token_name: str = "") -> Annotat
         created_by=actor if getattr(actor, "pk", None) else None,
         created_by_token=token_name,
     )
+    panelcache.bump("annotations")  # the pages' cached panels show it on the next load
     when = annotation.time.strftime("%Y-%m-%d %H:%M")
     text = f"Annotation at {when}: {annotation.text[:200]}"
     if annotation.incident_id:
@@ -123,12 +125,14 @@ def update_annotation(annotation: Annotation, fields: dict) -> Annotation:
         raise AnnotationError("timeEnd", "timeEnd must not be before time")
     annotation.updated_at = timezone.now()
     annotation.save()
+    panelcache.bump("annotations")
     return annotation
 
 
 @transaction.atomic
 def delete_annotation(annotation: Annotation) -> None:
     annotation.delete()
+    panelcache.bump("annotations")
 
 
 def annotations_between(start: datetime, end: datetime, node=None, instance=None, limit: int = 200):
