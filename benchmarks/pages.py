@@ -415,7 +415,7 @@ def fix_baselines(repeat: int = 10) -> dict:
         charts.Line(
             fleet.line_name(r.series, shared),
             r.ts_ms.tolist(),
-            fleet._nan_to_none(r.values.tolist()),
+            charts.plot_values(r.values),
         )
         for r in results
     ]

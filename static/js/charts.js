@@ -28,6 +28,7 @@
     if (!OFFSET || !isTimeAxis(figure.layout)) return;
     figure.data.forEach(function (trace) {
       if (Array.isArray(trace.x)) trace.x = trace.x.map(function (x) { return typeof x === "number" ? x + OFFSET : x; });
+      if (typeof trace.x0 === "number") trace.x0 += OFFSET;  // evenly spaced: x0 + k * dx
     });
     var range = figure.layout.xaxis.range;
     if (range) figure.layout.xaxis.range = range.map(function (x) { return x + OFFSET; });

@@ -80,6 +80,17 @@ def test_overview_to_anomaly_zoom_node_logs(page, live_server, users, fleet_data
     assert "memory_leak" in page.locator("h1").inner_text()
     page.screenshot(path="test-artifacts/anomaly-page.png", full_page=True)
 
+    # A day (1-minute rollups, 120 s steps) is an even grid, shipped as x0 + dx rather than
+    # a list of timestamps: plotly must still place the hour of points where they were taken.
+    page.goto(f"{live_server.url}/nodes/node-1/?range=24h")
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    first, last, count = plot.evaluate(
+        "el => { const cd = el.calcdata[0]; return [cd[0].x, cd[cd.length - 1].x, cd.length]; }"
+    )
+    assert count >= 20 and 3_300_000 < last - first < 3_700_000, (first, last, count)
+    assert abs(last - time.time() * 1000) < 180_000
+
     page.goto(f"{live_server.url}/nodes/node-1/?range=1h")
     assert "EXT4-fs error" in page.locator("table.logs").inner_text()
     chart = page.locator("[data-figure] .nsewdrag").first

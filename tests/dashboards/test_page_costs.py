@@ -1,11 +1,14 @@
-"""What keeps pages fast on a big fleet: figure embedding and database-side top-N lists."""
+"""What keeps pages fast on a big fleet: figure embedding and size, database-side top-N lists."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+import plotly.graph_objects as go
 from django.utils.html import json_script
 
+from webapp.dashboards import charts
 from webapp.dashboards.templatetags.telltale import figure_json
 
 
@@ -69,3 +72,22 @@ def test_overview_lists_the_ten_most_slowed_without_loading_the_whole_round(view
         q["sql"] for q in queries if "interferenceprediction" in q["sql"] and "ORDER BY" in q["sql"]
     ]
     assert sql and all("LIMIT 10" in q for q in sql)
+
+
+def test_plot_values_keep_six_significant_digits_and_turn_gaps_into_none():
+    values = np.array([0.19011081755161285, 1234567891.5, -3.3333333e-7, 0, np.nan, np.inf])
+    assert charts.plot_values(values) == [0.190111, 1234570000.0, -3.33333e-07, 0.0, None, None]
+    assert json.dumps(charts.plot_values(np.array([0.1 + 0.2]))) == "[0.3]"  # short decimals
+
+
+def test_evenly_spaced_points_ship_as_x0_and_dx_others_as_timestamps():
+    assert charts.x_of([1000, 2000, 3000, 4000]) == {"x0": 1000, "dx": 1000}
+    assert charts.x_of([1000, 2000, 3500, 4000]) == {"x": [1000, 2000, 3500, 4000]}
+    assert charts.x_of([1000, 2000]) == {"x": [1000, 2000]}
+    figure = charts.time_series_figure(
+        charts.ChartSpec("x", "ratio", [charts.Line("a", [0, 60_000, 120_000], [1, 2, 3])]),
+        0,
+        120_000,
+    )
+    go.Figure(figure)  # a valid plotly figure
+    assert figure["data"][0]["x0"] == 0 and figure["data"][0]["dx"] == 60_000

@@ -58,7 +58,7 @@ def dashboard_view(request, slug: str):
                     charts.Line(
                         fleet.line_name(r.series, shared),
                         r.ts_ms.tolist(),
-                        [None if v != v else v for v in r.values.tolist()],
+                        charts.plot_values(r.values),
                     )
                     for r in results
                 ],

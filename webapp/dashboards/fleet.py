@@ -195,7 +195,7 @@ def charts_for(chart_defs, tr, regions=None):
 
 
 def _build_charts(chart_defs, tr, regions):
-    from webapp.dashboards.charts import ChartSpec, Figure, Line, time_series_figure
+    from webapp.dashboards.charts import ChartSpec, Figure, Line, plot_values, time_series_figure
 
     all_series = [s for _, _, _, series in chart_defs for s in series]
     results, _ = query.range_query(all_series, tr.start_ms, tr.end_ms, tr.step_ms, "avg")
@@ -207,7 +207,7 @@ def _build_charts(chart_defs, tr, regions):
             Line(
                 line_name(s, shared),
                 by_id[s.id].ts_ms.tolist(),
-                _nan_to_none(by_id[s.id].values.tolist()),
+                plot_values(by_id[s.id].values),
             )
             for s in series
         ]
@@ -255,10 +255,6 @@ def annotation_regions(notes):
         )
         for a in notes
     ]
-
-
-def _nan_to_none(values: list[float]) -> list[float | None]:
-    return [None if v != v else v for v in values]
 
 
 def ingest_rates(minutes: int = 60):

@@ -351,7 +351,7 @@ def explore_figure(selector: str, agg: str, tr) -> tuple[charts.Figure, int]:
             charts.Line(
                 fleet.line_name(r.series, shared),
                 r.ts_ms.tolist(),
-                fleet._nan_to_none(r.values.tolist()),
+                charts.plot_values(r.values),
             )
             for r in results
         ],
