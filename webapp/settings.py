@@ -238,7 +238,7 @@ _REDIS_CACHE = {
     "BACKEND": "django.core.cache.backends.redis.RedisCache",
     "LOCATION": TELLTALE_CACHE_URL,
 }
-# Dashboard panels (webapp/dashboards/panelcache.py and {% cache %} blocks) must be shared
+# Dashboard panels (webapp/dashboards/panelcache.py and {% panel %} blocks) must be shared
 # by every web process, or one worker keeps showing a panel another has just invalidated:
 # Redis when configured, otherwise files under var/ (all processes of one host see them).
 _PANEL_CACHE = (
@@ -259,7 +259,6 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "telltale"}
     ),
     "panels": _PANEL_CACHE,
-    "template_fragments": _PANEL_CACHE,  # the alias Django's {% cache %} tag uses
 }
 # Dashboard panels computed from telemetry are shared for this many seconds
 # (webapp/dashboards/panelcache.py); 0 computes every request. Tests turn it on where they

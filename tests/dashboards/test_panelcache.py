@@ -184,3 +184,15 @@ def test_a_repeated_page_view_reads_almost_nothing(panel_cache, viewer_client, s
         body = viewer_client.get(url).content.decode()
     assert "node-00" in body
     assert len(again) <= 6 < len(first), [q["sql"][:80] for q in again]
+
+
+def test_the_panel_tag_renders_its_block_once_per_key(panel_cache):
+    from django.template import engines
+
+    template = engines["django"].from_string(
+        '{% load telltale %}<p>{% panel "t" key %}{{ build }}{% endpanel %}</p>'
+    )
+    build = Counter()
+    assert template.render({"key": "a", "build": build}) == "<p>answer 1</p>"
+    assert template.render({"key": "a", "build": build}) == "<p>answer 1</p>"
+    assert template.render({"key": "b", "build": build}) == "<p>answer 2</p>"

@@ -16,7 +16,7 @@ question, as a query front-end in front of Prometheus does.
 - What people change (annotations, anomaly labels) bumps a generation that is part of the
   keys of the panels showing it, so their own change shows on the next load.
 
-The cache is Django's ``panels`` alias (also the one ``{% cache %}`` blocks use): Redis when
+The cache is Django's ``panels`` alias (pages' ``{% panel %}`` blocks use it too): Redis when
 ``TELLTALE_CACHE_URL`` is set, otherwise files under var/, so every web process of the host
 sees the same panels and the same invalidations.
 """
@@ -112,7 +112,7 @@ def _build_and_store(key: str, build: Callable[[], T], period: int) -> T:
 
 
 def page_context(request, tr=None, *extra, topics=()) -> dict:
-    """``panel_seconds`` and ``panel_key`` for a page's ``{% cache %}`` blocks: the key
+    """``panel_key`` for a page's ``{% panel %}`` blocks (templatetags/telltale.py): the key
     stands for everything such a block may show — the path and query (filters, paging),
     the viewer's role (role-dependent controls), the time range's cache period, what
     ``extra`` the view adds, and the generations of ``topics``. Blocks hold no CSRF token
@@ -130,4 +130,4 @@ def page_context(request, tr=None, *extra, topics=()) -> dict:
         extra,
         tuple(generation(t) for t in topics),
     )
-    return {"panel_seconds": period_seconds(), "panel_key": key_for("page", parts)}
+    return {"panel_key": key_for("page", parts)}

@@ -62,3 +62,31 @@ def with_range(context, **changes) -> str:
             params[key] = value
     encoded = params.urlencode()
     return f"?{encoded}" if encoded else "?"
+
+
+@register.tag("panel")
+def do_panel(parser, token):
+    """``{% panel "name" key %}…{% endpanel %}``: the block's HTML, shared through the panel
+    cache (dashboards/panelcache.py) under ``key`` (the view's ``panel_key``), so when it
+    expires one request renders it again while the others keep the previous HTML (Django's
+    ``{% cache %}`` has every concurrent request render it)."""
+    bits = token.split_contents()
+    if len(bits) != 3:
+        raise template.TemplateSyntaxError(f"{bits[0]} takes a name and a key")
+    nodelist = parser.parse(("endpanel",))
+    parser.delete_first_token()
+    return PanelNode(nodelist, parser.compile_filter(bits[1]), parser.compile_filter(bits[2]))
+
+
+class PanelNode(template.Node):
+    def __init__(self, nodelist, name, key):
+        self.nodelist, self.name, self.key = nodelist, name, key
+
+    def render(self, context):
+        from webapp.dashboards import panelcache
+
+        return panelcache.get_or_build(
+            f"html:{self.name.resolve(context)}",
+            (self.key.resolve(context),),
+            lambda: self.nodelist.render(context),
+        )
