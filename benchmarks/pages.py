@@ -16,10 +16,10 @@ which also raises the incident signals. Then it times, in process with a logged-
 Django test client, ``--repeat`` requests of each page (server time: no network), once
 with the panel cache off (what computing a page costs) and once with it on (repeated
 views within the cache period, as people refreshing a page get); and finally ``--users``
-concurrent users mixing the same pages over real HTTP against gunicorn (4 workers x 4
-threads, sharing a Redis cache as deployed) on loopback for ``--seconds``: first from the
-Python generator (latency per page), then from ``wrk`` when installed (C, cheaper on
-the shared cores). Prints JSON.
+concurrent users mixing the same pages over real HTTP against gunicorn (4 workers x 8
+threads as docker-compose runs it, a thread per kept-alive user, sharing a Redis cache) on
+loopback for ``--seconds``: first from the Python generator (latency per page), then from
+``wrk`` when installed (C, cheaper on the shared cores). Prints JSON.
 """
 
 from __future__ import annotations
@@ -460,7 +460,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=8)
     parser.add_argument(
         "--think", type=float, default=0.0, help="seconds a user waits between pages"
     )
