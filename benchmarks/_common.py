@@ -148,6 +148,13 @@ def session_cookie(username: str = "bench", role: str = "viewer") -> str:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
+def flush_redis(url: str) -> None:
+    """Empty the Redis database a benchmark gives the app as its cache."""
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
 def summary_ms(values_s: list[float]) -> dict:
     """count, p50, p95, max in ms of latencies given in seconds."""
     ms = [v * 1000 for v in values_s]

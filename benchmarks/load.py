@@ -5,7 +5,7 @@
 
 Builds the database ``bench_load``, writes ``--history-minutes`` of the writers' series
 through the store's writer (so the pages have something to draw), then starts gunicorn
-(4 workers x 4 threads, as docker-compose) and a Celery worker with its beat (Redis
+(4 workers x 8 threads, as docker-compose) and a Celery worker with its beat (Redis
 broker ``redis://127.0.0.1:6379/13``; model bootstrap training off, so the worker runs the
 periodic rollups, stats flushes and alert cycles, not a training run) on loopback and for
 ``--seconds`` runs at once:
@@ -48,6 +48,7 @@ from benchmarks._common import (
     celery_worker,
     database_size_mb,
     emit,
+    flush_redis,
     fresh_database,
     gunicorn,
     manage,
@@ -61,6 +62,7 @@ from ingest.remote_write import REMOTE_WRITE_HEADERS, encode_remote_write
 from ingest.types import SeriesSamples
 
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
+CACHE = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/12")
 HOST_METRICS = ("host_cpu_utilization_ratio",)
 VM_METRICS = (
     "vm_cpu_utilization_ratio",
@@ -219,14 +221,16 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--history-minutes", type=int, default=30)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
 
     env = app_env(
         fresh_database("bench_load"),
         CELERY_BROKER_URL=BROKER,
         TELLTALE_BOOTSTRAP_TRAINING="off",
+        TELLTALE_CACHE_URL=CACHE,  # as deployed: quotas, lockouts and panels shared in Redis
     )
+    flush_redis(CACHE)
     manage(env, "migrate", "--noinput")
     token = (
         manage(

@@ -41,6 +41,7 @@ from benchmarks._common import (
     database_size_mb,
     database_url,
     emit,
+    flush_redis,
     fresh_database,
     gunicorn,
     manage,
@@ -438,12 +439,6 @@ def fix_baselines(repeat: int = 10) -> dict:
     }
 
 
-def flush_cache(url: str) -> None:
-    import redis
-
-    redis.Redis.from_url(url).flushdb()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", default="bench_pages")
@@ -488,7 +483,7 @@ def main() -> None:
     # As deployed (docker-compose): the web workers share one Redis cache.
     env["TELLTALE_CACHE_URL"] = args.cache_url
     env["TELLTALE_PANEL_CACHE_SECONDS"] = str(args.panel_cache_seconds)
-    flush_cache(args.cache_url)
+    flush_redis(args.cache_url)
     with gunicorn(env, workers=args.workers, threads=args.threads) as (url, _):
         warm(url, args.workers * args.threads)
         page_users(url, cookie, paths, args.workers * args.threads, 5)
