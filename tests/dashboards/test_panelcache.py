@@ -223,3 +223,12 @@ def test_when_the_computing_request_fails_a_waiting_one_takes_over(panel_cache):
         t.join(timeout=10)
     assert sorted(results) == ["answer", "answer", "answer", "failed"]
     assert len(calls) == 2  # the failure, then one waiter computing for the rest
+
+
+def test_explore_shares_its_error_answer_too(panel_cache, viewer_client, store):
+    fleet(30)  # 60 vm series: more than explore plots
+    url = reverse("explore") + "?q=vm_cpu_utilization_ratio"
+    assert "add label matchers" in viewer_client.get(url).context["error"]
+    with CaptureQueriesContext(connection) as again:
+        assert "add label matchers" in viewer_client.get(url).content.decode()
+    assert not any("telemetry_series" in q["sql"] for q in again)

@@ -280,14 +280,11 @@ def explore(request):
     figure = error = None
     series_count = 0
     if selector:
-        try:
-            figure, series_count = panelcache.get_or_build(
-                "explore",
-                (selector, agg, panelcache.range_key(tr), tr.step_ms),
-                lambda: explore_figure(selector, agg, tr),
-            )
-        except QueryError as exc:
-            error = str(exc)
+        figure, series_count, error = panelcache.get_or_build(
+            "explore",
+            (selector, agg, panelcache.range_key(tr), tr.step_ms),
+            lambda: explore_figure(selector, agg, tr),
+        )
     log_text = g.get("logq", "").strip()
     severity = g.get("severity", "").lower()
     node_name = g.get("node", "").strip()
@@ -339,10 +336,14 @@ def explore(request):
     )
 
 
-def explore_figure(selector: str, agg: str, tr) -> tuple[charts.Figure, int]:
-    """Explore's chart of up to 50 series matching ``selector`` and how many matched."""
-    found = query.select(selector, limit=50)
-    results, how = query.range_query(found, tr.start_ms, tr.end_ms, tr.step_ms, agg)
+def explore_figure(selector: str, agg: str, tr) -> tuple[charts.Figure | None, int, str | None]:
+    """Explore's chart of up to 50 series matching ``selector``, how many matched, and the
+    error that explains why there is no chart (an answer too, shared like the chart)."""
+    try:
+        found = query.select(selector, limit=50)
+        results, how = query.range_query(found, tr.start_ms, tr.end_ms, tr.step_ms, agg)
+    except QueryError as exc:
+        return None, 0, str(exc)
     shared = fleet.shared_labels(found)
     spec = charts.ChartSpec(
         title=f"{agg}({selector}) · {how['resolution']} data, step {how['step_ms'] // 1000}s",
@@ -358,4 +359,4 @@ def explore_figure(selector: str, agg: str, tr) -> tuple[charts.Figure, int]:
     )
     figure = charts.Figure(charts.time_series_figure(spec, tr.start_ms, tr.end_ms, height=380))
     figure.script_json()  # once, here, rather than on every view of a cached figure
-    return figure, len(found)
+    return figure, len(found), None
