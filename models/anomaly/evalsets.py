@@ -47,6 +47,7 @@ def _profile(profile: dict, args) -> dict:
         value = getattr(args, key, None)
         if value:
             out[key] = int(value)
+    out["model_seed"] = int(getattr(args, "model_seed", 0) or 0)
     return out
 
 
@@ -57,6 +58,7 @@ def _model_config(profile: dict, quick: bool, **kw) -> ModelConfig:
         "step_seconds": profile["step_seconds"],
         "use_time": profile["use_time"],
         "vocab_size": 4096,
+        "seed": int(profile.get("model_seed", 0)),
     }
     if quick:
         kw = {
@@ -389,6 +391,7 @@ def run_sim(args) -> dict:
         if args.quick
         else TrainConfig(out_dir=None, test_seed=args.seed)
     )
+    cfg.model.seed = int(getattr(args, "model_seed", 0) or 0)
     trained = train(cfg)
     det, data = trained.detector, trained.data
     mc = cfg.model

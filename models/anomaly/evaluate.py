@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--patch-steps", type=int, default=None, help="override the dataset's patch length"
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--model-seed",
+        type=int,
+        default=0,
+        help="seed of the model's initial weights and batch order (spread over seeds = noise)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -367,6 +367,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     probs = balanced_probs(train_set, shares)
 
     sizes = {n: len(s.metric_names) for n, s in specs.items()}
+    # Seed before the weights are drawn: fit_network seeds only after the network exists,
+    # so two runs of the same configuration started from different weights.
+    L.seed_everything(mc.seed, workers=False, verbose=False)
     net = build_net(mc, sizes, len(classes), True, cfg.hours / 24)
     fit_info = fit_network(net, train_set, mc, probs)
     seconds["fit"] = fit_info["fit_seconds"]
@@ -486,6 +489,7 @@ def fit_detector(
         for g, s in zip(groups, specs, strict=True)
     }
     span = max((g.ts[-1] - g.ts[0]) / 86_400 for g in groups)
+    L.seed_everything(mc.seed, workers=False, verbose=False)  # reproducible initial weights
     net = build_net(mc, sizes, len(classes or []), table is not None, span)
     info = fit_network(net, data, mc)
     cap = min(5000, mc.windows_per_epoch or 5000)
