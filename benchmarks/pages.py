@@ -411,15 +411,7 @@ def fix_baselines(repeat: int = 10) -> dict:
     start = end - 7 * 86_400_000
     found = query.select("host_cpu_utilization_ratio", limit=50)
     results, _ = query.range_query(found, start, end, (end - start) // 1000, "avg")
-    shared = fleet.shared_labels(found)
-    lines = [
-        charts.Line(
-            fleet.line_name(r.series, shared),
-            r.ts_ms.tolist(),
-            charts.plot_values(r.values),
-        )
-        for r in results
-    ]
+    lines = fleet.result_lines(found, results)
     figure = charts.time_series_figure(charts.ChartSpec("x", "ratio", lines), start, end)
     old_embed = median_ms(lambda: json_script(figure, "f"))
     new_embed = median_ms(lambda: figure_json(figure, "f"))

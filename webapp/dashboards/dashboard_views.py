@@ -50,18 +50,8 @@ def dashboard_view(request, slug: str):
         try:
             found = query.select(selector, limit=MAX_SERIES_PER_PANEL)
             results, _ = query.range_query(found, tr.start_ms, tr.end_ms, tr.step_ms, panel["agg"])
-            shared = fleet.shared_labels(found)
             spec = charts.ChartSpec(
-                title=panel["title"],
-                unit=panel["unit"],
-                lines=[
-                    charts.Line(
-                        fleet.line_name(r.series, shared),
-                        r.ts_ms.tolist(),
-                        charts.plot_values(r.values),
-                    )
-                    for r in results
-                ],
+                title=panel["title"], unit=panel["unit"], lines=fleet.result_lines(found, results)
             )
             figure = charts.panel_figure(spec, panel["type"], tr.start_ms, tr.end_ms)
         except QueryError as exc:

@@ -195,27 +195,30 @@ def charts_for(chart_defs, tr, regions=None):
 
 
 def _build_charts(chart_defs, tr, regions):
-    from webapp.dashboards.charts import ChartSpec, Figure, Line, plot_values, time_series_figure
+    from webapp.dashboards.charts import ChartSpec, Figure, time_series_figure
 
     all_series = [s for _, _, _, series in chart_defs for s in series]
     results, _ = query.range_query(all_series, tr.start_ms, tr.end_ms, tr.step_ms, "avg")
     by_id = {r.series.id: r for r in results}
     figures = []
     for metric, title, unit, series in chart_defs:
-        shared = shared_labels(series)
-        lines = [
-            Line(
-                line_name(s, shared),
-                by_id[s.id].ts_ms.tolist(),
-                plot_values(by_id[s.id].values),
-            )
-            for s in series
-        ]
+        lines = result_lines(series, [by_id[s.id] for s in series])
         spec = ChartSpec(title=title, unit=unit, lines=lines, regions=regions)
         figure = Figure(time_series_figure(spec, tr.start_ms, tr.end_ms))
         figure.script_json()  # once, here, rather than on every view of a cached figure
         figures.append((metric, figure))
     return figures
+
+
+def result_lines(series: list[Series], results) -> list:
+    """A chart line per range-query result, named by the labels that differ between
+    ``series`` (the matched series, in the chart's order)."""
+    from webapp.dashboards.charts import Line, plot_values
+
+    shared = shared_labels(series)
+    return [
+        Line(line_name(r.series, shared), r.ts_ms.tolist(), plot_values(r.values)) for r in results
+    ]
 
 
 def recent_logs(tr, limit: int, **filters):

@@ -344,18 +344,10 @@ def explore_figure(selector: str, agg: str, tr) -> tuple[charts.Figure | None, i
         results, how = query.range_query(found, tr.start_ms, tr.end_ms, tr.step_ms, agg)
     except QueryError as exc:
         return None, 0, str(exc)
-    shared = fleet.shared_labels(found)
     spec = charts.ChartSpec(
         title=f"{agg}({selector}) · {how['resolution']} data, step {how['step_ms'] // 1000}s",
         unit=fleet._guess_unit(found[0].metric) if found else "",
-        lines=[
-            charts.Line(
-                fleet.line_name(r.series, shared),
-                r.ts_ms.tolist(),
-                charts.plot_values(r.values),
-            )
-            for r in results
-        ],
+        lines=fleet.result_lines(found, results),
     )
     figure = charts.Figure(charts.time_series_figure(spec, tr.start_ms, tr.end_ms, height=380))
     figure.script_json()  # once, here, rather than on every view of a cached figure
