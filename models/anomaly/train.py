@@ -230,14 +230,21 @@ def error_scale(
             idx = np.arange(lo, hi)
             if len(idx) > max_windows:
                 idx = np.sort(rng.choice(idx, max_windows, replace=False))
-            errs = []
-            for i in range(0, len(idx), batch_size):
-                batch = train.__getitems__(idx[i : i + batch_size].tolist())
-                out_b = net(batch.group, batch.x, batch.time, batch.logs)
-                errs.append(forecast_errors(out_b, batch, net.patch_steps).numpy())
-            e = np.concatenate(errs)
+            e = _forecast_errors_of(net, train, idx, batch_size)
             out[g.name] = np.maximum(np.quantile(e, quantile, axis=0), 1e-3).tolist()
     return out
+
+
+def _forecast_errors_of(
+    net: ContextEncoder, train: WindowDataset, idx: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """Per-metric forecast errors [N, M] of the training windows ``idx``, in batches."""
+    errs = []
+    for i in range(0, len(idx), batch_size):
+        batch = train.__getitems__(idx[i : i + batch_size].tolist())
+        out = net(batch.group, batch.x, batch.time, batch.logs)
+        errs.append(forecast_errors(out, batch, net.patch_steps).numpy())
+    return np.concatenate(errs)
 
 
 def target_error_scale(
@@ -272,12 +279,7 @@ def target_error_scale(
                     continue
                 if len(idx) > max_windows:
                     idx = np.sort(rng.choice(idx, max_windows, replace=False))
-                errs = []
-                for i in range(0, len(idx), batch_size):
-                    batch = train.__getitems__(idx[i : i + batch_size].tolist())
-                    out_b = net(batch.group, batch.x, batch.time, batch.logs)
-                    errs.append(forecast_errors(out_b, batch, net.patch_steps).numpy())
-                e = np.concatenate(errs)
+                e = _forecast_errors_of(net, train, idx, batch_size)
                 scale = np.maximum(np.quantile(e, quantile, axis=0), floor)
                 out.setdefault(g.name, {})[g.target_names[int(k)]] = scale.tolist()
     return out

@@ -5,6 +5,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from ingest.types import severity_name
+from webapp.dashboards import panelcache
 from webapp.dashboards.charts import Figure, script_json
 
 register = template.Library()
@@ -83,8 +84,6 @@ class PanelNode(template.Node):
         self.nodelist, self.name, self.key = nodelist, name, key
 
     def render(self, context):
-        from webapp.dashboards import panelcache
-
         return panelcache.get_or_build(
             f"html:{self.name.resolve(context)}",
             (self.key.resolve(context),),
