@@ -183,7 +183,6 @@ def interference_artefact(tmp_path_factory):
             epochs=1,
             max_train_windows=600,
             max_val_windows=200,
-            members=2,
             threads=1,  # two intra-op threads spin on each other on shared cores
         )
     )

@@ -250,7 +250,7 @@ def _contend(ctx: _Ctx, vm: dict[str, np.ndarray]) -> _Contention:
         axis=-1,
     )
     pressure = (totals[ctx.rows, ctx.node_safe] - dem) / sim.capacity5[ctx.node_safe]
-    sens = sim.inst_sensitivity[ctx.inst_ids][None, :, :]
+    sens = sim.table["sensitivity"][ctx.a][None, :, :]
     d = degradation(sens, pressure, np.clip(ctx.load, 0.0, 1.0))
     p_clean = np.exp(-(d.sum(axis=-1) + 0.8 * d[..., 1] * d[..., 2]))
     noise = np.exp(P_NOISE_SD * ctx.ar[..., 1] - P_NOISE_SD**2 / 2)
@@ -271,7 +271,7 @@ def _observed(ctx: _Ctx, vm: dict[str, np.ndarray], k: _Contention) -> dict[str,
         return x * (1 + sd * w[..., VM_INDEX[metric]])
 
     c, d, p = k.c, k.d, k.p
-    sens = sim.inst_sensitivity[ids][None, :, :]
+    sens = t["sensitivity"][a][None, :, :]
     cap = sim.capacity5[ctx.node_safe]
     node_cpu = k.totals[..., 0] / sim.capacity5[None, :, 0]
     # Steal appears as busy vCPUs outnumber free cores; a gentler knee than performance loss.

@@ -66,10 +66,6 @@ class Simulator:
         self.fleet = fleet if fleet is not None else build_fleet(config)
         self.n_steps = config.n_steps
         self.table = archetype_table()
-        # Each instance's sensitivity to contention on each resource; its archetype's unless
-        # a caller varies it (training fleets do, so that a model cannot read sensitivity
-        # off the workload's identity alone).
-        self.inst_sensitivity = self.table["sensitivity"][self.fleet.inst_arch]
         self.capacity = self.fleet.capacity()
         self.capacity5 = capacity_units(self.fleet.node_gen)
         self.ipc_factor = self.capacity["ipc_factor"]

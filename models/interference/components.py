@@ -139,36 +139,6 @@ class InterferenceNet(nn.Module):
         return self.fusion(torch.cat([t, s, context], dim=1))
 
 
-class EnsembleNet(nn.Module):
-    """Members with the ``InterferenceNet`` signature; forward → the mean of their outputs.
-
-    Each member is trained with different workloads held out (see ``train``), so the
-    average has seen every training workload while no member's validation did.
-    """
-
-    def __init__(self, members: list[nn.Module]):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def member_outputs(
-        self, steps: torch.Tensor, pad: torch.Tensor, tokens: torch.Tensor, context: torch.Tensor
-    ) -> torch.Tensor:
-        """[K, B, 3]: every member's (P, low, high)."""
-        return torch.stack([m(steps, pad, tokens, context) for m in self.members])
-
-    def forward(
-        self, steps: torch.Tensor, pad: torch.Tensor, tokens: torch.Tensor, context: torch.Tensor
-    ) -> torch.Tensor:
-        return self.member_outputs(steps, pad, tokens, context).mean(dim=0)
-
-
-def build_ensemble(dims: dict[str, int], members: int, **architecture) -> nn.Module:
-    """``members`` nets averaged; one member is a plain ``InterferenceNet`` (older artefacts)."""
-    if members <= 1:
-        return build_net(dims, **architecture)
-    return EnsembleNet([build_net(dims, **architecture) for _ in range(members)])
-
-
 def build_net(
     dims: dict[str, int],
     d_model: int = 64,

@@ -31,29 +31,11 @@ def archetype_ids(names: Sequence[str]) -> list[int]:
     return [known[n] for n in names]
 
 
-def simulator_excluding(
-    config: SimConfig, exclude: Sequence[int] = (), sensitivity_jitter: float = 0.0
-) -> Simulator:
-    """A simulator whose fleet contains no instance of the ``exclude`` archetype ids.
-
-    ``sensitivity_jitter`` > 0 varies every instance's sensitivity around its archetype's
-    (normal noise of that standard deviation, clipped to [0, 1]): instances of one workload
-    then differ in how much contention hurts them, so a model trained on the fleet has to
-    read sensitivity from the symptoms of contention rather than from which workload an
-    instance looks like, which is all it could go on for a workload it has never seen.
-    """
-    sim = Simulator(config, _fleet_excluding(config, exclude))
-    if sensitivity_jitter > 0:
-        rng = rng_for(config.seed, "sensitivity-jitter")
-        noise = rng.normal(0.0, sensitivity_jitter, sim.inst_sensitivity.shape)
-        sim.inst_sensitivity = np.clip(sim.inst_sensitivity + noise, 0.0, 1.0)
-    return sim
-
-
-def _fleet_excluding(config: SimConfig, exclude: Sequence[int]):
+def simulator_excluding(config: SimConfig, exclude: Sequence[int] = ()) -> Simulator:
+    """A simulator whose fleet contains no instance of the ``exclude`` archetype ids."""
     fleet = build_fleet(config)
     if not len(exclude):
-        return fleet
+        return Simulator(config, fleet)
     allowed = np.setdiff1d(np.arange(len(ARCHETYPES)), np.asarray(exclude))
     if not len(allowed):
         raise ValueError("cannot exclude every archetype")
@@ -81,7 +63,7 @@ def _fleet_excluding(config: SimConfig, exclude: Sequence[int]):
             fleet.inst_mem_util,
         ),
     )
-    return fleet
+    return Simulator(config, fleet)
 
 
 def simulated_windows(
@@ -95,11 +77,9 @@ def simulated_windows(
     exclude: Sequence[int] = (),
     victims: Sequence[int] | None = None,
     step_seconds: int = 15,
-    sensitivity_jitter: float = 0.0,
 ) -> Windows:
     """Windows of one simulated fleet per seed; ``exclude`` removes archetypes from the fleets,
-    ``victims`` keeps only windows whose victim has one of these archetypes,
-    ``sensitivity_jitter`` varies sensitivity per instance (training fleets only)."""
+    ``victims`` keeps only windows whose victim has one of these archetypes."""
     parts = []
     for seed in seeds:
         config = SimConfig(
@@ -110,7 +90,7 @@ def simulated_windows(
             step_seconds=step_seconds,
             start=SIM_START,
         )
-        sim = simulator_excluding(config, exclude, sensitivity_jitter)
+        sim = simulator_excluding(config, exclude)
         parts.append(windows_from_simulator(sim, window=window, stride=stride, archetypes=victims))
     return Windows.concat(parts)
 

@@ -66,11 +66,6 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.p)
 
-    def take(self, idx: np.ndarray) -> Encoded:
-        return Encoded(
-            self.steps[idx], self.pad[idx], self.tokens[idx], self.context[idx], self.p[idx]
-        )
-
     def pooled(self) -> np.ndarray:
         """Flat pooled statistics [N, M*S + C] for the non-sequence baselines."""
         return np.concatenate([self.tokens.reshape(len(self), -1), self.context], axis=1)

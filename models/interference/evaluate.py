@@ -51,17 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instances", type=int, help="sim: instances per fleet (400)")
     parser.add_argument("--hours", type=float, help="sim: simulated hours per fleet (24)")
     parser.add_argument("--epochs", type=int, help="Telltale epochs (12)")
-    parser.add_argument("--members", type=int, help="Telltale ensemble members (1)")
-    parser.add_argument(
-        "--train-fleets", type=int, default=1, help="sim: training fleets per partition (1)"
-    )
-    parser.add_argument("--max-train-windows", type=int, help="Telltale fitting windows (20000)")
-    parser.add_argument("--member-folds", choices=("rotate", "same"), help="TrainConfig's")
-    parser.add_argument(
-        "--sensitivity-jitter",
-        type=float,
-        help="sim: per-instance sensitivity variation in the training fleets (TrainConfig's)",
-    )
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a small run (tests, smoke checks)")
@@ -77,33 +66,20 @@ def _settings(args: argparse.Namespace) -> dict:
         "hours": 24.0,
         "partitions": 5,
         "epochs": 12,
-        "members": TrainConfig.members,
-        "sensitivity_jitter": TrainConfig.sensitivity_jitter,
         "max_train_windows": 20_000,
         "baselines": BaselineConfig(threads=args.threads),
         "window": 20,
         "stride": 60,
     }
     if args.quick:
-        s.update(nodes=10, instances=80, hours=4.0, partitions=2, epochs=2, stride=30, members=2)
+        s.update(nodes=10, instances=80, hours=4.0, partitions=2, epochs=2, stride=30)
         s["max_train_windows"] = 3_000
         s["baselines"] = BaselineConfig(
             rf_trees=30, gbm_trees=60, lstm_epochs=2, threads=args.threads
         )
-    for key in (
-        "nodes",
-        "instances",
-        "hours",
-        "partitions",
-        "epochs",
-        "members",
-        "max_train_windows",
-    ):
+    for key in ("nodes", "instances", "hours", "partitions", "epochs"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
-    if args.sensitivity_jitter is not None:
-        s["sensitivity_jitter"] = args.sensitivity_jitter
-    s["member_folds"] = args.member_folds or TrainConfig.member_folds
     return s
 
 
@@ -135,11 +111,7 @@ def _run_partition(
         "seconds": round(time.perf_counter() - began, 1),
     }
     tt = rows["telltale"]
-    tt["members_mae"] = _member_curve(model, test)
     log(f"    telltale          MAE {tt['mae']:.2f} pp  ({tt['seconds']} s)")
-    if len(tt["members_mae"]) > 1:
-        curve = ", ".join(f"{m:.2f}" for m in tt["members_mae"])
-        log(f"      MAE of the first k members' mean, k = 1..: {curve}")
     # Baselines see the same windows, normalised with the same training statistics.
     from models.interference.data import subsample
 
@@ -155,24 +127,6 @@ def _run_partition(
         rows[m] = {**_score(p, test.p), "seconds": round(time.perf_counter() - t0, 1)}
         log(f"    {m:<17} MAE {rows[m]['mae']:.2f} pp  ({rows[m]['seconds']} s)")
     return rows
-
-
-def _member_curve(model: InterferencePredictor, test: Windows) -> list[float]:
-    """MAE (pp) of the mean of the first k ensemble members, k = 1..K (how much averaging
-    buys: a diagnostic, no choice is made from it)."""
-    import torch
-
-    from models.interference.components import EnsembleNet
-
-    if not isinstance(model.net, EnsembleNet) or not len(test):
-        return []
-    enc = model.scaler.encode(test)
-    with torch.no_grad():
-        outs = model.net.member_outputs(
-            *(torch.from_numpy(a) for a in (enc.steps, enc.pad, enc.tokens, enc.context))
-        )[:, :, 0].numpy()
-    running = np.cumsum(outs, axis=0) / np.arange(1, len(outs) + 1)[:, None]
-    return [float(100 * np.abs(r - test.p).mean()) for r in running]
 
 
 def _summarise(parts: list[dict], methods: list[str]) -> list[dict]:
@@ -216,11 +170,7 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
         log(
             f"partition {k + 1}/{s['partitions']}: unseen {names}; training fleet seed {train_seed}"
         )
-        # The training fleet varies sensitivity per instance; the test fleet never does.
-        seeds = [train_seed + 100_000_007 * j for j in range(args.train_fleets)]
-        pool = simulated_windows(
-            seeds, **fleet, **win, exclude=held, sensitivity_jitter=s["sensitivity_jitter"]
-        )
+        pool = simulated_windows([train_seed], **fleet, **win, exclude=held)
         pool = pool.take(~np.isnan(pool.p))
         fit, val, val_groups = split_by_group(pool, args.val_workloads, args.seed + k)
         test = test_all.take(np.isin(test_all.group, held) & ~np.isnan(test_all.p))
@@ -228,10 +178,7 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
             out_dir=str(keep / f"partition{k + 1}"),
             window_steps=s["window"],
             epochs=s["epochs"],
-            members=s["members"],
             max_train_windows=s["max_train_windows"],
-            sensitivity_jitter=s["sensitivity_jitter"],
-            member_folds=s["member_folds"],
             threads=args.threads,
             seed=k,
         )
@@ -255,7 +202,6 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
         "test_workloads_per_partition": args.test_workloads,
         "val_workloads_per_partition": args.val_workloads,
         "training": "one fleet per partition (another seed) without the unseen archetypes",
-        "training_sensitivity_jitter": s["sensitivity_jitter"],
     }
     return {"protocol": protocol, "partitions": parts}
 
@@ -290,8 +236,6 @@ def _lab(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
             out_dir=str(keep / f"partition{k + 1}"),
             window_steps=window,
             epochs=s["epochs"],
-            members=s["members"],
-            member_folds=s["member_folds"],
             batch_size=32,
             patience=0,
             threads=args.threads,

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from models.interference.calibration import apply_margin
-from models.interference.components import build_ensemble
+from models.interference.components import build_net
 from models.interference.encoding import FeatureScaler
 from models.interference.features import (
     CAPACITY_KEYS,
@@ -124,8 +124,7 @@ class InterferencePredictor:
         config = json.loads((d / "config.json").read_text())
         calibration = json.loads((d / "calibration.json").read_text())
         scaler = FeatureScaler.from_dict(json.loads((d / "scaler.json").read_text()))
-        # Artefacts before ensembles hold one net and no "members" key.
-        net = build_ensemble(config["dims"], config.get("members", 1), **config["architecture"])
+        net = build_net(config["dims"], **config["architecture"])
         net.load_state_dict(torch.load(d / "model.pt", weights_only=True))
         meta = {**config, "coverage_target": calibration["coverage_target"]}
         return cls(net, scaler, float(calibration["margin"]), meta)

@@ -8,12 +8,6 @@ Data: a simulated fleet per seed in ``cfg.seeds`` (or an exported dataset at
 benchmarks) decide the split: ``val_groups`` whole workloads are held out of fitting and
 used for early stopping and interval calibration, so both reflect unseen workloads.
 
-The model is an ensemble of ``cfg.members`` dual-branch nets (a deep ensemble, averaged).
-Each member holds out *different* workloads for its early stopping, so the ensemble has
-trained on every workload while each validation score is still on a workload its member
-never saw; the interval is calibrated on all of those held-out predictions together, which
-covers more workloads than one validation split could.
-
 The artefact directory is self-contained: ``model.pt`` (weights), ``scaler.json`` (feature
 normalisation), ``calibration.json`` (conformal margin and validation coverage),
 ``config.json`` (this config, the architecture and the feature dimensions) and
@@ -34,7 +28,7 @@ import numpy as np
 import torch
 
 from models.interference.calibration import apply_margin, group_margin, interval_metrics
-from models.interference.components import EnsembleNet, build_ensemble
+from models.interference.components import build_net
 from models.interference.datamodule import InterferenceDataModule
 from models.interference.encoding import FeatureScaler
 from models.interference.features import Windows, windows_from_dataset
@@ -53,9 +47,6 @@ class TrainConfig:
     n_instances: int = 400
     hours: float = 24.0
     exclude_archetypes: tuple[str, ...] = ()  # absent from the training fleets altogether
-    # Per-instance variation of contention sensitivity in the training fleets (see
-    # data.simulator_excluding); 0 keeps every instance at its archetype's.
-    sensitivity_jitter: float = 0.0
     val_groups: int = 2  # whole workloads held out for early stopping and calibration
     window_steps: int = 20
     stride_steps: int = 60
@@ -79,11 +70,6 @@ class TrainConfig:
     patience: int = 4
     seed: int = 0
     threads: int = 2
-    # Ensemble members, each validated on different held-out workloads (1 = a single net).
-    members: int = 1
-    # "rotate": each member holds out different workloads; "same": every member holds out
-    # the first member's (members differ only in initialisation and training sample).
-    member_folds: str = "rotate"
     fast_dev_run: bool = False
     extra: dict = field(default_factory=dict)  # free-form notes stored with the artefact
 
@@ -155,7 +141,6 @@ def training_windows(cfg: TrainConfig) -> tuple[Windows, Windows, list[str]]:
             window=cfg.window_steps,
             stride=cfg.stride_steps,
             exclude=archetype_ids(cfg.exclude_archetypes),
-            sensitivity_jitter=cfg.sensitivity_jitter,
         )
         names = list(VM_METRIC_NAMES)
     w = w.take(~np.isnan(w.p))
@@ -163,44 +148,33 @@ def training_windows(cfg: TrainConfig) -> tuple[Windows, Windows, list[str]]:
     return fit, val, names
 
 
-def member_folds(
-    groups: np.ndarray, first_val: np.ndarray, members: int, seed: int, rotate: bool = True
-) -> list:
-    """One validation mask per ensemble member over windows of workload ``groups``.
+def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = None) -> TrainResult:
+    """Fit, select the best epoch on validation workloads, calibrate, write the artefact.
 
-    Member 0 validates on ``first_val``'s workloads (the split the baselines use). Every
-    further member holds out as many other workloads, taken in a shuffled turn so that the
-    members together validate on as many workloads as possible; when every workload has had
-    its turn, a new shuffled round begins. Each member trains on all the rest.
+    ``data`` = (fit, val, metric names) skips data construction (the evaluation passes the
+    windows of each partition).
     """
-    held0 = [int(g) for g in np.unique(first_val)]
-    masks = [np.isin(groups, held0)]
-    if not rotate:
-        return masks * members
-    rng = np.random.default_rng(seed)
-    queue = [int(g) for g in rng.permutation(np.setdiff1d(np.unique(groups), held0))]
-    all_groups = np.unique(groups)
-    for _ in range(1, members):
-        held: list[int] = []
-        while len(held) < len(held0):
-            if not queue:
-                queue = [int(g) for g in rng.permutation(all_groups)]
-            g = queue.pop(0)
-            if g not in held:
-                held.append(g)
-        masks.append(np.isin(groups, held))
-    return masks
+    from models.interference.data import subsample
 
-
-def _sample(idx: np.ndarray, n: int, seed: int) -> np.ndarray:
-    if len(idx) <= n:
-        return idx
-    return idx[np.sort(np.random.default_rng(seed).choice(len(idx), n, replace=False))]
-
-
-def _fit_member(cfg: TrainConfig, net: torch.nn.Module, enc_fit, enc_val, seed: int) -> dict:
-    """Train one net in place; keeps the weights of its best validation epoch."""
-    L.seed_everything(seed, verbose=False)
+    began = time.perf_counter()
+    torch.set_num_threads(cfg.threads)
+    L.seed_everything(cfg.seed, verbose=False)
+    fit, val, names = data if data is not None else training_windows(cfg)
+    fit = subsample(fit, cfg.max_train_windows, cfg.seed)
+    val = subsample(val, cfg.max_val_windows, cfg.seed + 1)
+    if not len(fit) or not len(val):
+        raise ValueError(f"not enough windows to train: {len(fit)} to fit, {len(val)} to validate")
+    scaler = FeatureScaler.fit(fit, names)
+    enc_fit, enc_val = scaler.encode(fit), scaler.encode(val)
+    arch = {
+        "d_model": cfg.d_model,
+        "n_heads": cfg.n_heads,
+        "n_layers": cfg.n_layers,
+        "dim_ff": cfg.dim_ff,
+        "dropout": cfg.dropout,
+        "hidden": cfg.hidden,
+    }
+    net = build_net(scaler.dims, **arch)
     module = InterferenceModule(
         net,
         lr=cfg.lr,
@@ -226,97 +200,31 @@ def _fit_member(cfg: TrainConfig, net: torch.nn.Module, enc_fit, enc_val, seed: 
         fast_dev_run=cfg.fast_dev_run,
         callbacks=callbacks,
     )
-    trainer.fit(module, InterferenceDataModule(enc_fit, enc_val, cfg.batch_size, seed))
+    trainer.fit(module, InterferenceDataModule(enc_fit, enc_val, cfg.batch_size, cfg.seed))
     if best.state is not None:
         net.load_state_dict(best.state)
-    return {"best_epoch": best.epoch, "epochs_run": trainer.current_epoch}
-
-
-def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = None) -> TrainResult:
-    """Fit every member, each selecting its best epoch on its own held-out workloads;
-    calibrate the interval on those held-out predictions; write the artefact.
-
-    ``data`` = (fit, val, metric names) skips data construction (the evaluation passes the
-    windows of each partition); ``val``'s workloads are the first member's validation set.
-    """
-    began = time.perf_counter()
-    torch.set_num_threads(cfg.threads)
-    L.seed_everything(cfg.seed, verbose=False)
-    fit, val, names = data if data is not None else training_windows(cfg)
-    if not len(fit) or not len(val):
-        raise ValueError(f"not enough windows to train: {len(fit)} to fit, {len(val)} to validate")
-    pool = Windows.concat([fit, val])
-    if cfg.member_folds not in ("rotate", "same"):
-        raise ValueError(f"member_folds must be 'rotate' or 'same', got {cfg.member_folds!r}")
-    folds = member_folds(
-        pool.group, val.group, max(cfg.members, 1), cfg.seed, cfg.member_folds == "rotate"
-    )
-    # Normalisation is unsupervised, so it uses every training workload.
-    scaler = FeatureScaler.fit(
-        pool.take(_sample(np.arange(len(pool)), cfg.max_train_windows, cfg.seed)), names
-    )
-    encoded = scaler.encode(pool)
-    arch = {
-        "d_model": cfg.d_model,
-        "n_heads": cfg.n_heads,
-        "n_layers": cfg.n_layers,
-        "dim_ff": cfg.dim_ff,
-        "dropout": cfg.dropout,
-        "hidden": cfg.hidden,
-    }
-    net = build_ensemble(scaler.dims, len(folds), **arch)
-    nets = list(net.members) if isinstance(net, EnsembleNet) else [net]
-    held_out: list[tuple[np.ndarray, np.ndarray]] = []  # (indices into pool, raw predictions)
-    member_metrics = []
-    n_fit = 0
-    for k, (member, is_val) in enumerate(zip(nets, folds, strict=True)):
-        # Member 0 draws exactly what a single model would (the baselines' sample).
-        fit_idx = _sample(np.flatnonzero(~is_val), cfg.max_train_windows, cfg.seed + 1000 * k)
-        val_idx = _sample(np.flatnonzero(is_val), cfg.max_val_windows, cfg.seed + 1000 * k + 1)
-        n_fit = max(n_fit, len(fit_idx))
-        enc_val = encoded.take(val_idx)
-        info = _fit_member(cfg, member, encoded.take(fit_idx), enc_val, cfg.seed + k)
-        raw_k = predict_array(member, enc_val)
-        held_out.append((val_idx, raw_k))
-        member_metrics.append(
-            {
-                **info,
-                "val_groups": sorted(int(g) for g in np.unique(pool.group[val_idx])),
-                "val_mae_pp": float(100 * np.abs(raw_k[:, 0] - pool.p[val_idx]).mean()),
-                "n_train": len(fit_idx),
-                "n_val": len(val_idx),
-            }
-        )
-    # Each held-out window is predicted by the member that never trained on its workload:
-    # the error a new workload will see. The interval is calibrated on exactly those.
-    idx = np.concatenate([i for i, _ in held_out])
-    raw = np.concatenate([r for _, r in held_out])
-    y, groups = pool.p[idx], pool.group[idx]
-    margin = group_margin(raw, y, groups, cfg.coverage)
+    raw = predict_array(net, enc_val)
+    margin = group_margin(raw, val.p, val.group, cfg.coverage)
     calibrated = apply_margin(raw, margin)
     calibration = {
-        "method": "split-conformal quantile regression on held-out workloads "
-        "(each predicted by the member that did not train on it), largest per-workload margin",
+        "method": "split-conformal quantile regression, largest margin over held-out workloads",
         "coverage_target": cfg.coverage,
         "margin": margin,
-        "validation_raw": interval_metrics(raw, y),
-        "validation": interval_metrics(calibrated, y),
-        "n": len(y),
-        "workloads": len(np.unique(groups)),
+        "validation_raw": interval_metrics(raw, val.p),
+        "validation": interval_metrics(calibrated, val.p),
+        "n": len(val),
     }
     digest = data_hash(fit, val)
     seconds = time.perf_counter() - began
     metrics = {
-        "val_mae_pp": float(100 * np.abs(raw[:, 0] - y).mean()),
-        "val_mse_pp2": float(1e4 * ((raw[:, 0] - y) ** 2).mean()),
-        **{f"val_{k}": v for k, v in interval_metrics(calibrated, y).items()},
-        "best_epoch": member_metrics[0]["best_epoch"],
-        "epochs_run": member_metrics[0]["epochs_run"],
-        "members": len(nets),
-        "member_metrics": member_metrics,
-        "n_train": n_fit,
-        "n_val": len(y),
-        "val_groups": sorted(int(g) for g in np.unique(groups)),
+        "val_mae_pp": float(100 * np.abs(raw[:, 0] - val.p).mean()),
+        "val_mse_pp2": float(1e4 * ((raw[:, 0] - val.p) ** 2).mean()),
+        **{f"val_{k}": v for k, v in interval_metrics(calibrated, val.p).items()},
+        "best_epoch": best.epoch,
+        "epochs_run": trainer.current_epoch,
+        "n_train": len(fit),
+        "n_val": len(val),
+        "val_groups": sorted(int(g) for g in np.unique(val.group)),
         "train_seconds": round(seconds, 1),
         "threads": cfg.threads,
         "data_hash": digest,
@@ -330,7 +238,6 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         "version": ARTEFACT_VERSION,
         "train": asdict(cfg),
         "architecture": arch,
-        "members": len(nets),
         "dims": scaler.dims,
         "metric_names": names,
         "window_steps": cfg.window_steps,
@@ -338,7 +245,7 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
     }
     _write(out / "config.json", config)
     _write(out / "metrics.json", metrics)
-    return TrainResult(out, metrics, seconds, n_fit, len(y), digest)
+    return TrainResult(out, metrics, seconds, len(fit), len(val), digest)
 
 
 def _write(path: Path, data: object) -> None:

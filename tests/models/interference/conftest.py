@@ -29,13 +29,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, sim_windows: Windows) -> P
     # One thread: on shared, oversubscribed cores two intra-op threads spin on each other
     # (measured at load 12: 817 s for this fixture with two threads, 86 s with one).
     cfg = TrainConfig(
-        out_dir=str(out),
-        epochs=4,
-        patience=0,
-        max_train_windows=4000,
-        batch_size=128,
-        threads=1,
-        members=2,
+        out_dir=str(out), epochs=4, patience=0, max_train_windows=4000, batch_size=128, threads=1
     )
     train(cfg, data=(fit, val, list(VM_METRIC_NAMES)))
     return out

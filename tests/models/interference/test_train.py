@@ -16,9 +16,7 @@ from models.interference.train import TrainConfig, split_by_group, train
 
 def test_fast_dev_run_writes_a_loadable_artefact(tmp_path, sim_windows):
     fit, val, _ = split_by_group(sim_windows, 2, seed=1)
-    cfg = TrainConfig(
-        out_dir=str(tmp_path), fast_dev_run=True, d_model=16, dim_ff=32, threads=1, members=1
-    )
+    cfg = TrainConfig(out_dir=str(tmp_path), fast_dev_run=True, d_model=16, dim_ff=32, threads=1)
     result = train(cfg, data=(fit, val, list(VM_METRIC_NAMES)))
     assert result.n_train == len(fit) and result.n_val == min(len(val), cfg.max_val_windows)
     config = json.loads((tmp_path / "config.json").read_text())
@@ -27,41 +25,6 @@ def test_fast_dev_run_writes_a_loadable_artefact(tmp_path, sim_windows):
     model = InterferencePredictor.load(tmp_path)
     out = model.predict_windows(val.take(np.arange(10)))
     assert out.shape == (10, 3) and np.all((out >= 0) & (out <= 1))
-
-
-def test_ensemble_members_validate_on_different_workloads(tmp_path, sim_windows):
-    import torch
-
-    from models.interference.components import EnsembleNet
-    from models.interference.train import member_folds
-
-    fit, val, first = split_by_group(sim_windows, 2, seed=1)
-    pool_groups = np.concatenate([fit.group, val.group])
-    folds = member_folds(pool_groups, val.group, 4, seed=0)
-    held = [set(np.unique(pool_groups[m]).tolist()) for m in folds]
-    assert held[0] == set(first) and all(len(h) == 2 for h in held)
-    # Every workload is validated on by some member before any is used twice.
-    n_groups = len(np.unique(pool_groups))
-    assert len(set().union(*held)) == min(n_groups, 8)
-    assert all(not m.all() for m in folds)  # every member has workloads left to train on
-
-    cfg = TrainConfig(
-        out_dir=str(tmp_path), fast_dev_run=True, d_model=16, dim_ff=32, threads=1, members=3
-    )
-    result = train(cfg, data=(fit, val, list(VM_METRIC_NAMES)))
-    members = result.metrics["member_metrics"]
-    assert [m["val_groups"] for m in members] == [sorted(h) for h in held[:3]]
-    # The interval is calibrated on every member's held-out workloads, not only the first.
-    calibration = json.loads((tmp_path / "calibration.json").read_text())
-    assert calibration["workloads"] == len(set().union(*held[:3])) > 2
-    model = InterferencePredictor.load(tmp_path)
-    assert isinstance(model.net, EnsembleNet) and len(model.net.members) == 3
-    enc = model.scaler.encode(val.take(np.arange(8)))
-    args = [torch.from_numpy(a) for a in (enc.steps, enc.pad, enc.tokens, enc.context)]
-    with torch.no_grad():
-        each = model.net.member_outputs(*args)
-        assert torch.allclose(model.net(*args), each.mean(dim=0))
-    assert not torch.allclose(each[0], each[1])  # members are different nets
 
 
 def test_split_holds_out_whole_workloads(sim_windows):
@@ -96,27 +59,3 @@ def test_conformal_margin_reaches_the_target_coverage():
     assert margin > 0
     cov = interval_metrics(apply_margin(pred[1000:], margin), y[1000:])["coverage"]
     assert 0.87 < cov < 0.93
-
-
-def test_sensitivity_jitter_varies_instances_of_one_workload():
-    from ingest.simulator import SimConfig
-
-    config = SimConfig(seed=2, n_nodes=4, hours=1, start=1736121600)
-    plain = simulator_excluding(config)
-    table = plain.table["sensitivity"][plain.fleet.inst_arch]
-    assert np.array_equal(plain.inst_sensitivity, table)
-    jittered = simulator_excluding(config, sensitivity_jitter=0.2)
-    s = jittered.inst_sensitivity
-    assert s.shape == table.shape and s.min() >= 0 and s.max() <= 1
-    arch = jittered.fleet.inst_arch
-    same = arch == np.bincount(arch).argmax()
-    assert len(np.unique(s[same, 0])) == same.sum()  # no two instances of it alike
-    assert abs(float((s - table).mean())) < 0.05  # centred on the archetype's
-    # The simulated P follows each instance's own sensitivity.
-    a, b = plain.simulate_chunk(100, 40), jittered.simulate_chunk(100, 40)
-    on = a.node_of >= 0
-    assert np.abs(a.p[on] - b.p[on]).max() > 0.01
-    insensitive = simulator_excluding(config)
-    insensitive.inst_sensitivity = np.zeros_like(s)
-    calm = insensitive.simulate_chunk(100, 40)
-    assert calm.p[on].min() > 0.85 > a.p[on].min()
