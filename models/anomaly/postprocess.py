@@ -46,6 +46,13 @@ class Calibrator:
                 c, _, s = stats.genpareto.fit(exc, floc=0.0)
                 if np.isfinite(c) and np.isfinite(s) and s > 0:
                     shape, scale = float(np.clip(c, -0.5, 0.5)), float(s)
+                    if shape != c:
+                        # The scale fitted along with a shape outside the bounds belongs to
+                        # that shape; with the bounded one it would make the tail far too
+                        # light (or heavy). Refit the scale for the shape that is used.
+                        _, _, s = stats.genpareto.fit(exc, fc=shape, floc=0.0)
+                        if np.isfinite(s) and s > 0:
+                            scale = float(s)
             except (ValueError, RuntimeError):
                 pass
         spread = float(grid[-1] - grid[0])

@@ -26,6 +26,27 @@ def test_calibration_maps_exceedance_to_0_100_monotonically():
     assert cal.transform(np.array([np.nan]))[0] == 0.0
 
 
+def test_a_clipped_tail_shape_gets_its_own_scale():
+    """Very heavy tails (shape 1.4, as on Nezha's calibration hour) are modelled with the
+    shape capped at 0.5; the scale must be the most likely one for that shape, not the one
+    fitted along with 1.4 (which made the tail far too light)."""
+    from scipy import stats
+
+    raw = stats.genpareto(1.4).rvs(size=2760, random_state=np.random.default_rng(3))
+    cal = Calibrator.fit(raw)
+    assert cal.tail_shape == 0.5
+    exc = raw[raw > cal.tail_u] - cal.tail_u
+
+    def loglik(scale: float) -> float:
+        return float(stats.genpareto.logpdf(exc, 0.5, scale=scale).sum())
+
+    assert loglik(cal.tail_scale) > max(loglik(0.9 * cal.tail_scale), loglik(1.1 * cal.tail_scale))
+    # Fewer calibration scores beyond a one-in-46,000 level than with the old scale (4).
+    assert (cal.exceedance(raw) < 1 / 46_000).sum() <= 2
+    top = np.sort(raw)[-3:]
+    assert np.all(np.diff(cal.transform(top)) > 0)
+
+
 def test_calibration_round_trips_and_handles_ties():
     raw = np.r_[np.zeros(900), np.arange(100.0)]
     cal = Calibrator.fit(raw)
