@@ -23,7 +23,14 @@ def _demo_fleet():
 
     now = int(time.time())
     start = (now - 3600) // 15 * 15
-    backfill(Simulator(SimConfig(seed=7, n_nodes=2, start=start, hours=2)))
+    sim = Simulator(SimConfig(seed=7, n_nodes=2, start=start, hours=2))
+    # A CPU hog on the instances of one node keeps the two nodes' CPU apart at any hour of
+    # the day (without it, their diurnal loads sometimes cross within the last minutes).
+    step = sim.step_of(now - 1200)
+    for inst in range(sim.fleet.n_instances):
+        if sim.placements.node_at(inst, step) == 0:
+            sim.inject("cpu_hog", now - 1200, 1800, 1.0, instance=inst)
+    backfill(sim)
 
 
 def _threshold_between_nodes() -> tuple[float, str]:
