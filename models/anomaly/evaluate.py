@@ -33,6 +33,8 @@ ROW_KEYS = (
     "nab_score",
 )
 EXTRA_KEYS = ("event_precision", "event_f1")
+# Kept in a row only where the dataset gives them (NAB: labelled windows found / in all).
+OPTIONAL_KEYS = ("nab_detected_windows", "nab_windows")
 MAIN_METRIC = {
     "sim": "event_f1",
     "nab": "nab_score",
@@ -106,6 +108,7 @@ def _row(method: str, values: dict) -> dict:
     for key in (*ROW_KEYS, *EXTRA_KEYS):
         v = values.get(key)
         row[key] = None if v is None or (isinstance(v, float) and not np.isfinite(v)) else v
+    row.update({key: values[key] for key in OPTIONAL_KEYS if values.get(key) is not None})
     return row
 
 

@@ -97,6 +97,17 @@ def test_nab_slice(tmp_path):
         shutil.copy(ROOT / "NAB" / rel, dst / rel)
     result = _run(tmp_path, "nab", dst)
     assert result["rows"][0]["nab_score"] is not None
+    # The labelled windows behind the score travel with it (both files' windows).
+    for row in result["rows"]:
+        assert 0 <= row["nab_detected_windows"] <= row["nab_windows"]
+    assert result["rows"][0]["nab_windows"] >= 1
+
+
+def test_rows_keep_nab_window_totals_only_where_given():
+    nab = evaluate._row("telltale", {"f1": 0.5, "nab_detected_windows": 3, "nab_windows": 7})
+    assert nab["nab_detected_windows"] == 3 and nab["nab_windows"] == 7
+    other = evaluate._row("telltale", {"f1": 0.5})
+    assert "nab_windows" not in other and other["f1"] == 0.5 and other["pa_f1"] is None
 
 
 @_needs("loghub/BGL")
