@@ -19,6 +19,27 @@ from scipy import stats
 DECADES = 6.0
 TAIL_Q = 0.95
 GRID = 256
+MAX_TAIL_SHAPE = 0.5
+
+
+def _fit_tail(exc: np.ndarray) -> tuple[float, float]:
+    """Generalised Pareto (shape, scale) of the exceedances over the tail threshold, the shape
+    capped at ±MAX_TAIL_SHAPE; an exponential tail (0, mean) when no fit is possible."""
+    fallback = (0.0, float(exc.mean()) if len(exc) else 1.0)
+    if len(exc) < 20 or exc.std() <= 0:
+        return fallback
+    try:
+        shape, _, scale = stats.genpareto.fit(exc, floc=0.0)
+        if np.isfinite(shape) and abs(shape) > MAX_TAIL_SHAPE:
+            # The scale fitted along with a shape beyond the cap belongs to that shape; with
+            # the capped one it would make the tail far too light (or heavy). Refit it.
+            shape = float(np.clip(shape, -MAX_TAIL_SHAPE, MAX_TAIL_SHAPE))
+            _, _, scale = stats.genpareto.fit(exc, fc=shape, floc=0.0)
+    except (ValueError, RuntimeError):
+        return fallback
+    if not (np.isfinite(shape) and np.isfinite(scale) and scale > 0):
+        return fallback
+    return float(shape), float(scale)
 
 
 @dataclass
@@ -40,21 +61,7 @@ class Calibrator:
         grid = np.quantile(raw, probs)
         u = float(grid[-1])
         exc = raw[raw > u] - u
-        shape, scale = 0.0, float(exc.mean()) if len(exc) else 1.0
-        if len(exc) >= 20 and exc.std() > 0:
-            try:
-                c, _, s = stats.genpareto.fit(exc, floc=0.0)
-                if np.isfinite(c) and np.isfinite(s) and s > 0:
-                    shape, scale = float(np.clip(c, -0.5, 0.5)), float(s)
-                    if shape != c:
-                        # The scale fitted along with a shape outside the bounds belongs to
-                        # that shape; with the bounded one it would make the tail far too
-                        # light (or heavy). Refit the scale for the shape that is used.
-                        _, _, s = stats.genpareto.fit(exc, fc=shape, floc=0.0)
-                        if np.isfinite(s) and s > 0:
-                            scale = float(s)
-            except (ValueError, RuntimeError):
-                pass
+        shape, scale = _fit_tail(exc)
         spread = float(grid[-1] - grid[0])
         scale = max(scale, 1e-6 * max(spread, 1e-6), 1e-12)
         return cls(grid.tolist(), probs.tolist(), u, shape, scale, len(raw))
