@@ -219,19 +219,31 @@ def error_scale(
     max_windows: int = 20_000,
     quantile: float = ERROR_QUANTILE,
 ) -> dict[str, list[float]]:
-    """Per-metric forecast error at ``quantile`` over training windows, per group."""
+    """Per-metric forecast error at ``quantile`` over training windows, per group name.
+
+    Series groups that share a name (NAB's files, one group each) share one scale, taken
+    over the windows of all of them, not only the first one's.
+    """
+    windows: dict[str, list[np.ndarray]] = {}
+    for gi, g in enumerate(train.groups):
+        if g.values.shape[-1]:
+            windows.setdefault(g.name, []).append(
+                np.arange(train.offsets[gi], train.offsets[gi + 1])
+            )
     out: dict[str, list[float]] = {}
     rng = np.random.default_rng(0)
     with torch.inference_mode():
-        for gi, g in enumerate(train.groups):
-            if not g.values.shape[-1] or g.name in out:
-                continue
-            lo, hi = train.offsets[gi], train.offsets[gi + 1]
-            idx = np.arange(lo, hi)
+        for name, parts in windows.items():
+            idx = np.concatenate(parts)
             if len(idx) > max_windows:
                 idx = np.sort(rng.choice(idx, max_windows, replace=False))
-            e = _forecast_errors_of(net, train, idx, batch_size)
-            out[g.name] = np.maximum(np.quantile(e, quantile, axis=0), 1e-3).tolist()
+            # A batch never mixes groups (their windows are assembled per group).
+            cuts = np.searchsorted(idx, train.offsets[1:-1])
+            e = np.concatenate(
+                [_forecast_errors_of(net, train, part, batch_size)
+                 for part in np.split(idx, cuts) if len(part)]
+            )  # fmt: skip
+            out[name] = np.maximum(np.quantile(e, quantile, axis=0), 1e-3).tolist()
     return out
 
 

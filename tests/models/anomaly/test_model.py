@@ -147,6 +147,30 @@ def test_error_scale_puts_a_spiky_metrics_routine_spikes_below_a_real_break():
         assert bool(s[0] > s[1]) is spike_wins
 
 
+def test_groups_sharing_a_name_share_an_error_scale_taken_over_all_of_them():
+    # NAB: one group per file, all named "nab". The scale must come from every file, not
+    # from whichever was first: a quiet first file must not make the noisy ones look broken.
+    from models.anomaly.datamodule import WindowDataset, WindowShape
+    from models.anomaly.features import SeriesGroup, fit_spec, windows_of
+    from models.anomaly.train import error_scale
+
+    rng = np.random.default_rng(1)
+    T, shape = 600, WindowShape(12, 4, 60)
+    groups, keys, specs = [], [], []
+    for spikes in (0.0, 0.05):  # each file is normalised alone: spikes make the difference
+        noise = rng.normal(0.0, 1.0, T) + np.where(rng.random(T) < spikes, 50.0, 0.0)
+        values = noise[:, None, None].astype(np.float32)
+        g = SeriesGroup("nab", ["value"], 60 * np.arange(T), 60, values, ["f"])
+        groups.append(g)
+        keys.append(windows_of(g, 12, 1, 12))
+        specs.append(fit_spec(values, ["value"]))
+    net = _ZeroForecast()
+    both = error_scale(net, WindowDataset(groups, keys, specs, None, shape), 256)
+    quiet = error_scale(net, WindowDataset(groups[:1], keys[:1], specs[:1], None, shape), 256)
+    noisy = error_scale(net, WindowDataset(groups[1:], keys[1:], specs[1:], None, shape), 256)
+    assert quiet["nab"][0] < both["nab"][0] < noisy["nab"][0]
+
+
 def test_per_target_error_scale_lets_a_quiet_target_alarm_above_a_noisy_ones_routine():
     # Two targets of one metric: one with routine large excursions, one quiet. One scale
     # for both is set by the noisy target, so the quiet target's break looks ordinary; a
