@@ -147,3 +147,45 @@ def test_predict_p_tracks_the_simulated_p():
         assert sim.predict_p(int(inst), node, 200, neighbours=[]) >= predicted[-1]
     assert np.corrcoef(predicted, simulated)[0, 1] > 0.6
     assert abs(np.mean(predicted) - np.mean(simulated)) < 0.1
+
+
+def test_a_mixed_workload_moves_profile_and_sensitivity_by_one_share_towards_its_partner():
+    from ingest.simulator.workloads import ARCHETYPE_INDEX, archetype_table, mixed_table
+
+    base = archetype_table()
+    k, j = ARCHETYPE_INDEX["kv_cache"], ARCHETYPE_INDEX["batch_etl"]  # serving and batch
+    table = mixed_table(np.random.default_rng(0), [k, j], [k, j], strength=0.5)
+    for a, b in ((k, j), (j, k)):
+        r = 0  # cpu sensitivity differs between the two: it gives the share
+        lam = (table["sensitivity"][a][r] - base["sensitivity"][a][r]) / (
+            base["sensitivity"][b][r] - base["sensitivity"][a][r]
+        )
+        assert 0 < lam <= 0.5
+        np.testing.assert_allclose(
+            table["sensitivity"][a],
+            (1 - lam) * base["sensitivity"][a] + lam * base["sensitivity"][b],
+        )
+        for attr in ("ipc", "membw_gbps_per_vcpu", "llc_mb_per_vcpu"):
+            expected = base[attr][a] ** (1 - lam) * base[attr][b] ** lam
+            np.testing.assert_allclose(table[attr][a], expected)
+        # Serving and batch do not mix their request figures: a batch job stays one.
+        np.testing.assert_array_equal(table["latency_s"][a], base["latency_s"][a])
+    others = [a for a in range(len(ARCHETYPES)) if a not in (k, j)]
+    for attr in ("sensitivity", "ipc", "membw_gbps_per_vcpu"):
+        np.testing.assert_array_equal(table[attr][others], base[attr][others])
+
+
+def test_training_fleets_mix_differently_per_seed_and_keep_validation_workloads_pure():
+    from ingest.simulator import SimConfig
+    from ingest.simulator.workloads import archetype_table
+    from models.interference.data import simulator_excluding
+
+    base = archetype_table()["sensitivity"]
+    sims = [
+        simulator_excluding(SimConfig(seed=s, n_nodes=2, n_instances=8, hours=1), [0], 0.5, [1, 2])
+        for s in (1, 2)
+    ]
+    for sim in sims:
+        np.testing.assert_array_equal(sim.table["sensitivity"][[0, 1, 2]], base[[0, 1, 2]])
+        assert not np.allclose(sim.table["sensitivity"][3:], base[3:])
+    assert not np.allclose(sims[0].table["sensitivity"], sims[1].table["sensitivity"])
