@@ -238,7 +238,7 @@ def _contend(ctx: _Ctx, vm: dict[str, np.ndarray]) -> _Contention:
     net = vm["vm_network_receive_bytes_per_second"] + vm["vm_network_transmit_bytes_per_second"]
     disk = vm["vm_disk_read_bytes_per_second"] + vm["vm_disk_write_bytes_per_second"]
     membw = vm["vm_memory_bandwidth_bytes_per_second"]
-    dem = demand_units(ctx.a, ctx.v, cpu_frac, ctx.load, membw, net, disk, sim.table)
+    dem = demand_units(ctx.a, ctx.v, cpu_frac, ctx.load, membw, net, disk)
     dem = np.where(ctx.running[..., None], dem, 0.0)
     # Summed per (step, node) in instance order, so the result never depends on chunking.
     flat = (ctx.rows * N + ctx.node_safe)[ctx.running]

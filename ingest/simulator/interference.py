@@ -65,15 +65,9 @@ def demand_units(
     membw: np.ndarray,
     net: np.ndarray,
     disk: np.ndarray,
-    table: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Resource demand [..., 5] in capacity units: cores, LLC MB, bytes/s, bytes/s, bytes/s.
-    ``table`` is the simulator's archetype table (default: the archetypes as declared)."""
-    llc = (
-        (table or _TABLE)["llc_mb_per_vcpu"][arch]
-        * vcpus
-        * (0.4 + 0.6 * np.clip(activity, 0.0, 1.5))
-    )
+    """Resource demand [..., 5] in capacity units: cores, LLC MB, bytes/s, bytes/s, bytes/s."""
+    llc = _TABLE["llc_mb_per_vcpu"][arch] * vcpus * (0.4 + 0.6 * np.clip(activity, 0.0, 1.5))
     return np.stack([cpu_frac * vcpus, llc, membw, net, disk], axis=-1)
 
 

@@ -151,47 +151,6 @@ def archetype_table() -> dict[str, np.ndarray]:
     return table
 
 
-# Attributes that a mixed workload interpolates: shares linearly, rates and sizes in log space
-# (they span orders of magnitude between archetypes).
-_MIX_LINEAR = ("cpu_base", "mem_util", "sensitivity")
-_MIX_LOG = (
-    "llc_mb_per_vcpu", "membw_gbps_per_vcpu", "net_rx_mbps_per_vcpu", "net_tx_mbps_per_vcpu",
-    "disk_read_mbps_per_vcpu", "disk_write_mbps_per_vcpu", "ipc", "mpki", "fds",
-)  # fmt: skip
-
-
-def mixed_table(
-    rng: np.random.Generator,
-    anchors: np.ndarray | list[int],
-    partners: np.ndarray | list[int],
-    strength: float,
-) -> dict[str, np.ndarray]:
-    """An archetype table in which every ``anchors`` archetype is moved a random share
-    λ ~ U(0, ``strength``) of the way towards another archetype drawn from ``partners``.
-
-    Profile, perf counters and sensitivity move together, so a mixed workload is a
-    consistent new workload (between two known ones), not a known one with noisy labels.
-    Request latency and rate mix only between two serving archetypes; a batch job stays one.
-    Used to give a model many more distinct training workloads than the twelve archetypes.
-    """
-    base = archetype_table()
-    table = {k: v.copy() for k, v in base.items()}
-    partners = np.asarray(partners, dtype=int)
-    for k in np.asarray(anchors, dtype=int):
-        others = partners[partners != k]
-        if not len(others) or strength <= 0:
-            continue
-        j, lam = int(rng.choice(others)), float(rng.uniform(0.0, strength))
-        for attr in _MIX_LINEAR:
-            table[attr][k] = (1 - lam) * base[attr][k] + lam * base[attr][j]
-        for attr in _MIX_LOG:
-            table[attr][k] = base[attr][k] ** (1 - lam) * base[attr][j] ** lam
-        if base["serves"][k] and base["serves"][j]:
-            for attr in ("latency_s", "rps_per_vcpu"):
-                table[attr][k] = base[attr][k] ** (1 - lam) * base[attr][j] ** lam
-    return table
-
-
 @dataclass(frozen=True)
 class LoadParams:
     """Per-instance load pattern parameters, one array entry per instance."""

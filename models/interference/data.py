@@ -17,7 +17,7 @@ import numpy as np
 
 from ingest.simulator import ARCHETYPES, SimConfig, Simulator, build_fleet
 from ingest.simulator.config import rng_for
-from ingest.simulator.workloads import mixed_table, sample_load_params
+from ingest.simulator.workloads import sample_load_params
 from models.interference.features import Windows, windows_from_simulator
 
 SIM_START = 1736121600  # 2025-01-06 00:00 UTC, the simulator CLI's fixed default
@@ -31,21 +31,11 @@ def archetype_ids(names: Sequence[str]) -> list[int]:
     return [known[n] for n in names]
 
 
-def simulator_excluding(
-    config: SimConfig,
-    exclude: Sequence[int] = (),
-    mix: float = 0.0,
-    keep_pure: Sequence[int] = (),
-) -> Simulator:
-    """A simulator whose fleet contains no instance of the ``exclude`` archetype ids.
-
-    ``mix`` > 0 moves every other archetype except ``keep_pure`` up to that share of the way
-    towards another such archetype (``mixed_table``), differently for every seed: several
-    training fleets then hold many distinct workloads instead of the same few.
-    """
+def simulator_excluding(config: SimConfig, exclude: Sequence[int] = ()) -> Simulator:
+    """A simulator whose fleet contains no instance of the ``exclude`` archetype ids."""
     fleet = build_fleet(config)
     if not len(exclude):
-        return _mixed(Simulator(config, fleet), exclude, mix, keep_pure)
+        return Simulator(config, fleet)
     allowed = np.setdiff1d(np.arange(len(ARCHETYPES)), np.asarray(exclude))
     if not len(allowed):
         raise ValueError("cannot exclude every archetype")
@@ -73,16 +63,7 @@ def simulator_excluding(
             fleet.inst_mem_util,
         ),
     )
-    return _mixed(Simulator(config, fleet), exclude, mix, keep_pure)
-
-
-def _mixed(sim: Simulator, exclude: Sequence[int], mix: float, keep_pure: Sequence[int]):
-    if mix <= 0:
-        return sim
-    anchors = np.setdiff1d(np.arange(len(ARCHETYPES)), np.r_[list(exclude), list(keep_pure)])
-    rng = rng_for(sim.config.seed, "workload-mix")
-    sim.table = mixed_table(rng, anchors, anchors, mix)
-    return sim
+    return Simulator(config, fleet)
 
 
 def simulated_windows(
@@ -96,12 +77,9 @@ def simulated_windows(
     exclude: Sequence[int] = (),
     victims: Sequence[int] | None = None,
     step_seconds: int = 15,
-    mix: float = 0.0,
-    keep_pure: Sequence[int] = (),
 ) -> Windows:
     """Windows of one simulated fleet per seed; ``exclude`` removes archetypes from the fleets,
-    ``victims`` keeps only windows whose victim has one of these archetypes, ``mix`` and
-    ``keep_pure`` vary the other archetypes per seed (``simulator_excluding``)."""
+    ``victims`` keeps only windows whose victim has one of these archetypes."""
     parts = []
     for seed in seeds:
         config = SimConfig(
@@ -112,7 +90,7 @@ def simulated_windows(
             step_seconds=step_seconds,
             start=SIM_START,
         )
-        sim = simulator_excluding(config, exclude, mix, keep_pure)
+        sim = simulator_excluding(config, exclude)
         parts.append(windows_from_simulator(sim, window=window, stride=stride, archetypes=victims))
     return Windows.concat(parts)
 

@@ -35,7 +35,7 @@ from models.interference.baselines import METHODS, Baseline, BaselineConfig
 from models.interference.calibration import interval_metrics
 from models.interference.features import Windows
 from models.interference.predictor import InterferencePredictor
-from models.interference.train import TrainConfig, choose_val_groups, train
+from models.interference.train import TrainConfig, split_by_group, train
 
 ALL_METHODS = ("telltale", *METHODS)
 
@@ -51,29 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instances", type=int, help="sim: instances per fleet (400)")
     parser.add_argument("--hours", type=float, help="sim: simulated hours per fleet (24)")
     parser.add_argument("--epochs", type=int, help="Telltale epochs (12)")
-    parser.add_argument(
-        "--last-epoch",
-        action="store_true",
-        help="sim: train all epochs and keep the last (no early stopping, no best-epoch choice)",
-    )
-    parser.add_argument(
-        "--refit",
-        action="store_true",
-        help="sim: train again on fitting + validation workloads for the chosen epochs",
-    )
-    parser.add_argument(
-        "--train-fleets", type=int, default=1, help="sim: training fleets per partition (1)"
-    )
-    parser.add_argument(
-        "--mix-workloads",
-        type=float,
-        default=0.0,
-        help="sim: move each training archetype up to this share towards another, per fleet (0)",
-    )
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
-    parser.add_argument(
-        "--model-seed", type=int, default=0, help="sim: added to each partition's model seed"
-    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a small run (tests, smoke checks)")
     parser.add_argument("--json", dest="json_out", help="write the result as JSON here")
@@ -192,17 +170,9 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
         log(
             f"partition {k + 1}/{s['partitions']}: unseen {names}; training fleet seed {train_seed}"
         )
-        # Validation workloads are chosen before simulating, so that they stay pure workloads
-        # when the others are mixed (and are nobody's mixing partner).
-        seen = np.setdiff1d(np.arange(len(ARCHETYPES)), held)
-        val_groups = choose_val_groups(seen, args.val_workloads, args.seed + k)
-        train_seeds = [train_seed + 101 * j for j in range(args.train_fleets)]
-        pool = simulated_windows(
-            train_seeds, **fleet, **win, exclude=held, mix=args.mix_workloads, keep_pure=val_groups
-        )
+        pool = simulated_windows([train_seed], **fleet, **win, exclude=held)
         pool = pool.take(~np.isnan(pool.p))
-        is_val = np.isin(pool.group, val_groups)
-        fit, val = pool.take(~is_val), pool.take(is_val)
+        fit, val, val_groups = split_by_group(pool, args.val_workloads, args.seed + k)
         test = test_all.take(np.isin(test_all.group, held) & ~np.isnan(test_all.p))
         cfg = TrainConfig(
             out_dir=str(keep / f"partition{k + 1}"),
@@ -210,17 +180,14 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
             epochs=s["epochs"],
             max_train_windows=s["max_train_windows"],
             threads=args.threads,
-            seed=k + args.model_seed,
-            patience=0 if args.last_epoch else 4,
-            keep_best_epoch=not args.last_epoch,
-            refit_with_validation=args.refit,
+            seed=k,
         )
         rows = _run_partition(fit, val, test, list(VM_METRIC_NAMES), methods, s, cfg, log)
         parts.append(
             {
                 "test_workloads": names,
                 "val_workloads": [ARCHETYPES[a].name for a in val_groups],
-                "train_seeds": train_seeds,
+                "train_seed": train_seed,
                 "n_fit": len(fit),
                 "n_test": len(test),
                 "rows": rows,
@@ -234,10 +201,7 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
         "partitions": s["partitions"],
         "test_workloads_per_partition": args.test_workloads,
         "val_workloads_per_partition": args.val_workloads,
-        "training": f"{args.train_fleets} fleet(s) per partition (other seeds) without the "
-        "unseen archetypes",
-        "train_fleets": args.train_fleets,
-        "mix_workloads": args.mix_workloads,
+        "training": "one fleet per partition (another seed) without the unseen archetypes",
     }
     return {"protocol": protocol, "partitions": parts}
 

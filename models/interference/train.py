@@ -68,10 +68,6 @@ class TrainConfig:
     quantiles: tuple[float, float] = (0.05, 0.95)
     coverage: float = 0.9
     patience: int = 4
-    keep_best_epoch: bool = True  # False: keep the last epoch (the annealed end of the schedule)
-    # Train again on fitting + validation workloads for the chosen number of epochs: two more
-    # workloads to learn from; the interval keeps the margin calibrated on the first model.
-    refit_with_validation: bool = False
     seed: int = 0
     threads: int = 2
     fast_dev_run: bool = False
@@ -106,19 +102,14 @@ class _BestWeights(L.Callback):
             self.epoch = trainer.current_epoch
 
 
-def choose_val_groups(groups: np.ndarray, n_val_groups: int, seed: int) -> list[int]:
-    """The ``n_val_groups`` workload groups held out for validation, drawn from ``groups``."""
-    groups = np.unique(groups)
+def split_by_group(w: Windows, n_val_groups: int, seed: int) -> tuple[Windows, Windows, list[int]]:
+    """Hold out ``n_val_groups`` whole workload groups for validation."""
+    groups = np.unique(w.group)
     if len(groups) <= n_val_groups:
         raise ValueError(
             f"need more than {n_val_groups} workload groups to hold some out, got {len(groups)}"
         )
-    return sorted(int(g) for g in np.random.default_rng(seed).choice(groups, n_val_groups, False))
-
-
-def split_by_group(w: Windows, n_val_groups: int, seed: int) -> tuple[Windows, Windows, list[int]]:
-    """Hold out ``n_val_groups`` whole workload groups for validation."""
-    val = choose_val_groups(w.group, n_val_groups, seed)
+    val = np.random.default_rng(seed).choice(groups, n_val_groups, replace=False)
     is_val = np.isin(w.group, val)
     return w.take(~is_val), w.take(is_val), sorted(int(g) for g in val)
 
@@ -210,7 +201,7 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         callbacks=callbacks,
     )
     trainer.fit(module, InterferenceDataModule(enc_fit, enc_val, cfg.batch_size, cfg.seed))
-    if best.state is not None and cfg.keep_best_epoch:
+    if best.state is not None:
         net.load_state_dict(best.state)
     raw = predict_array(net, enc_val)
     margin = group_margin(raw, val.p, val.group, cfg.coverage)
@@ -223,32 +214,6 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         "validation": interval_metrics(calibrated, val.p),
         "n": len(val),
     }
-    refit_epochs = 0
-    if cfg.refit_with_validation and not cfg.fast_dev_run:
-        both = subsample(Windows.concat([fit, val]), cfg.max_train_windows, cfg.seed + 2)
-        refit_epochs = (best.epoch if best.epoch >= 0 else trainer.current_epoch) + 1
-        L.seed_everything(cfg.seed, verbose=False)
-        net = build_net(scaler.dims, **arch)
-        module = InterferenceModule(
-            net,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            warmup_fraction=cfg.warmup_fraction,
-            quantiles=cfg.quantiles,
-        )
-        L.Trainer(
-            max_epochs=refit_epochs,
-            accelerator="cpu",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-        ).fit(
-            module, InterferenceDataModule(scaler.encode(both), enc_val, cfg.batch_size, cfg.seed)
-        )
     digest = data_hash(fit, val)
     seconds = time.perf_counter() - began
     metrics = {
@@ -257,7 +222,6 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         **{f"val_{k}": v for k, v in interval_metrics(calibrated, val.p).items()},
         "best_epoch": best.epoch,
         "epochs_run": trainer.current_epoch,
-        "refit_epochs": refit_epochs,
         "n_train": len(fit),
         "n_val": len(val),
         "val_groups": sorted(int(g) for g in np.unique(val.group)),
