@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hours", type=float, help="sim: simulated hours per fleet (24)")
     parser.add_argument("--epochs", type=int, help="Telltale epochs (12)")
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
+    parser.add_argument(
+        "--model-seed",
+        type=int,
+        default=0,
+        help="sim: added to each partition's model seed (initialisation, subsampling, batches)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a small run (tests, smoke checks)")
     parser.add_argument("--json", dest="json_out", help="write the result as JSON here")
@@ -180,7 +186,7 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
             epochs=s["epochs"],
             max_train_windows=s["max_train_windows"],
             threads=args.threads,
-            seed=k,
+            seed=k + args.model_seed,
         )
         rows = _run_partition(fit, val, test, list(VM_METRIC_NAMES), methods, s, cfg, log)
         parts.append(
@@ -201,6 +207,7 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
         "partitions": s["partitions"],
         "test_workloads_per_partition": args.test_workloads,
         "val_workloads_per_partition": args.val_workloads,
+        "model_seed": args.model_seed,
         "training": "one fleet per partition (another seed) without the unseen archetypes",
     }
     return {"protocol": protocol, "partitions": parts}
