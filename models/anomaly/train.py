@@ -222,11 +222,13 @@ def error_scale(
     """Per-metric forecast error at ``quantile`` over training windows, per group name.
 
     Series groups that share a name (NAB's files, one group each) share one scale, taken
-    over the windows of all of them, not only the first one's.
+    over the windows of all of them, not only the first one's. Windows that people labelled
+    (``meta["user"]``) are left out: they were picked for being unusual, and a few hundred
+    true positives would lift the 99th percentile to an incident's size.
     """
     windows: dict[str, list[np.ndarray]] = {}
     for gi, g in enumerate(train.groups):
-        if g.values.shape[-1]:
+        if g.values.shape[-1] and not g.meta.get("user"):
             windows.setdefault(g.name, []).append(
                 np.arange(train.offsets[gi], train.offsets[gi + 1])
             )

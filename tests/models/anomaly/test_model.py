@@ -169,6 +169,23 @@ def test_groups_sharing_a_name_share_an_error_scale_taken_over_all_of_them():
     quiet = error_scale(net, WindowDataset(groups[:1], keys[:1], specs[:1], None, shape), 256)
     noisy = error_scale(net, WindowDataset(groups[1:], keys[1:], specs[1:], None, shape), 256)
     assert quiet["nab"][0] < both["nab"][0] < noisy["nab"][0]
+    # Windows people labelled (picked for being unusual) do not set the scale.
+    labelled = SeriesGroup(
+        "nab", ["value"], 60 * np.arange(T), 60, np.full((T, 1, 1), 500.0, np.float32), ["u"]
+    )
+    labelled.meta["user"] = True
+    with_labels = error_scale(
+        net,
+        WindowDataset(
+            [*groups, labelled],
+            [*keys, windows_of(labelled, 12, 1, 12)],
+            [*specs, specs[0]],
+            None,
+            shape,
+        ),
+        256,
+    )
+    assert with_labels == both
 
 
 def test_per_target_error_scale_lets_a_quiet_target_alarm_above_a_noisy_ones_routine():
