@@ -58,9 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="sim: added to each partition's model seed (initialisation, subsampling, batches)",
     )
-    parser.add_argument(
-        "--train-option", action="append", default=[], help="sim: TrainConfig KEY=VALUE"
-    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a small run (tests, smoke checks)")
     parser.add_argument("--json", dest="json_out", help="write the result as JSON here")
@@ -190,10 +187,6 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
             max_train_windows=s["max_train_windows"],
             threads=args.threads,
             seed=k + args.model_seed,
-            **{
-                key: type(getattr(TrainConfig, key))(value)
-                for key, value in (o.split("=", 1) for o in args.train_option)
-            },
         )
         rows = _run_partition(fit, val, test, list(VM_METRIC_NAMES), methods, s, cfg, log)
         parts.append(
