@@ -31,3 +31,22 @@ def test_quick_sim_evaluation_writes_rows_for_every_method(tmp_path):
     assert not set(part["test_workloads"]) & set(part["val_workloads"])
     assert part["train_seed"] != 3
     assert "telltale" in format_table(result) and "random_forest" in format_table(result)
+
+
+def test_model_seed_changes_the_model_not_the_fleets_or_partitions():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    small = ["--nodes", "6", "--instances", "48", "--hours", "3", "--threads", "1"]
+    base = ["--dataset", "sim", "--quick", "--partitions", "1", "--seed", "3", *small]
+    results = [
+        run(
+            parser.parse_args([*base, "--methods", "telltale", "--model-seed", m]),
+            log=lambda _: None,
+        )
+        for m in ("0", "5")
+    ]
+    parts = [r["partitions"][0] for r in results]
+    for key in ("test_workloads", "val_workloads", "train_seed", "n_fit", "n_test"):
+        assert parts[0][key] == parts[1][key]
+    assert [r["protocol"]["model_seed"] for r in results] == [0, 5]
+    assert parts[0]["rows"]["telltale"]["mae"] != parts[1]["rows"]["telltale"]["mae"]
