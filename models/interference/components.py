@@ -12,12 +12,9 @@ interval around it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import nn
-
-from models.interference.resources import ResourceHead, resource_layout
 
 
 def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
@@ -128,44 +125,18 @@ class FusionHead(nn.Module):
 
 
 class InterferenceNet(nn.Module):
-    """The dual-branch model: forward(steps, pad, tokens, context) → [B, 3] (P, low, high).
+    """The dual-branch model: forward(steps, pad, tokens, context) → [B, 3] (P, low, high)."""
 
-    With a resource head, the served P is the mean of the fusion's P and the head's
-    exp(-load), and the fusion's interval offsets (in logit space) are kept around it. The
-    two parts share no parameters and each is trained on its own loss (``parts``), so they
-    err differently on a new workload and their mean errs less than either.
-    """
-
-    def __init__(
-        self,
-        temporal: TemporalBranch,
-        system: SystemBranch,
-        fusion: FusionHead,
-        resources: ResourceHead | None = None,
-    ):
+    def __init__(self, temporal: TemporalBranch, system: SystemBranch, fusion: FusionHead):
         super().__init__()
         self.temporal, self.system, self.fusion = temporal, system, fusion
-        self.resources = resources
 
     def forward(
         self, steps: torch.Tensor, pad: torch.Tensor, tokens: torch.Tensor, context: torch.Tensor
     ) -> torch.Tensor:
-        return self.parts(steps, pad, tokens, context)[0]
-
-    def parts(
-        self, steps: torch.Tensor, pad: torch.Tensor, tokens: torch.Tensor, context: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(served [B, 3], the point P of each part that is trained on its own)."""
         t = self.temporal(steps, pad)
         s = self.system(tokens, context)
-        fused = self.fusion(torch.cat([t, s, context], dim=1))
-        if self.resources is None:
-            return fused, [fused[:, 0]]
-        structural = torch.exp(-self.resources(tokens, context))
-        centre = (fused[:, 0] + structural) / 2
-        shift = torch.logit(centre, eps=1e-6) - torch.logit(fused[:, 0], eps=1e-6)
-        bounds = torch.sigmoid(torch.logit(fused[:, 1:], eps=1e-6) + shift[:, None])
-        return torch.cat([centre[:, None], bounds], dim=1), [fused[:, 0], structural]
+        return self.fusion(torch.cat([t, s, context], dim=1))
 
 
 def build_net(
@@ -176,11 +147,8 @@ def build_net(
     dim_ff: int = 128,
     dropout: float = 0.1,
     hidden: int = 128,
-    resource_head: bool = False,
-    metric_names: Sequence[str] = (),
 ) -> InterferenceNet:
-    """The default architecture for feature dimensions ``dims`` (``FeatureScaler.dims``);
-    ``resource_head`` adds the per-resource contention head, which needs ``metric_names``."""
+    """The default architecture for feature dimensions ``dims`` (``FeatureScaler.dims``)."""
     temporal = TemporalBranch(dims["step_features"], d_model, n_heads, n_layers, dim_ff, dropout)
     system = SystemBranch(
         dims["n_metrics"],
@@ -193,5 +161,4 @@ def build_net(
         dropout,
     )
     fusion = FusionHead(2 * d_model + dims["context_features"], hidden, dropout)
-    resources = ResourceHead(resource_layout(metric_names), dropout) if resource_head else None
-    return InterferenceNet(temporal, system, fusion, resources)
+    return InterferenceNet(temporal, system, fusion)

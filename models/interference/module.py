@@ -55,31 +55,22 @@ class InterferenceModule(L.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(batch["steps"], batch["pad"], batch["tokens"], batch["context"])
 
-    def _parts(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        if hasattr(self.net, "parts"):
-            return self.net.parts(batch["steps"], batch["pad"], batch["tokens"], batch["context"])
-        out = self(batch)
-        return out, [out[:, 0]]
-
-    def _loss(
-        self, out: torch.Tensor, points: list[torch.Tensor], y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each separately trained part's point loss + the served interval's pinball loss."""
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hp = self.hparams
-        point = sum(log_cosh(p - y, hp.loss_scale).mean() for p in points)
+        point = log_cosh(out[:, 0] - y, hp.loss_scale).mean()
         lo, hi = hp.quantiles
         interval = (pinball(out[:, 1], y, lo) + pinball(out[:, 2], y, hi)).mean()
         return point + hp.interval_weight * interval, point
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out, points = self._parts(batch)
-        loss, _ = self._loss(out, points, batch["p"])
+        out = self(batch)
+        loss, _ = self._loss(out, batch["p"])
         self.log("train_loss", loss, prog_bar=True, batch_size=len(out))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        out, points = self._parts(batch)
-        loss, _ = self._loss(out, points, batch["p"])
+        out = self(batch)
+        loss, _ = self._loss(out, batch["p"])
         n = len(out)
         self.log("val_loss", loss, prog_bar=True, batch_size=n)
         self.log("val_mae_pp", 100 * (out[:, 0] - batch["p"]).abs().mean(), batch_size=n)

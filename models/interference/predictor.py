@@ -124,9 +124,7 @@ class InterferencePredictor:
         config = json.loads((d / "config.json").read_text())
         calibration = json.loads((d / "calibration.json").read_text())
         scaler = FeatureScaler.from_dict(json.loads((d / "scaler.json").read_text()))
-        net = build_net(
-            config["dims"], metric_names=config["metric_names"], **config["architecture"]
-        )
+        net = build_net(config["dims"], **config["architecture"])
         net.load_state_dict(torch.load(d / "model.pt", weights_only=True))
         meta = {**config, "coverage_target": calibration["coverage_target"]}
         return cls(net, scaler, float(calibration["margin"]), meta)

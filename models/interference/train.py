@@ -59,7 +59,6 @@ class TrainConfig:
     dim_ff: int = 64
     dropout: float = 0.1
     hidden: int = 128
-    resource_head: bool = True  # the per-resource contention head (resources.py)
     # Optimisation
     epochs: int = 12
     batch_size: int = 256
@@ -174,9 +173,8 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         "dim_ff": cfg.dim_ff,
         "dropout": cfg.dropout,
         "hidden": cfg.hidden,
-        "resource_head": cfg.resource_head,
     }
-    net = build_net(scaler.dims, metric_names=names, **arch)
+    net = build_net(scaler.dims, **arch)
     module = InterferenceModule(
         net,
         lr=cfg.lr,
