@@ -77,6 +77,7 @@ def simulated_windows(
     exclude: Sequence[int] = (),
     victims: Sequence[int] | None = None,
     step_seconds: int = 15,
+    target_steps: int | None = None,
 ) -> Windows:
     """Windows of one simulated fleet per seed; ``exclude`` removes archetypes from the fleets,
     ``victims`` keeps only windows whose victim has one of these archetypes."""
@@ -91,7 +92,11 @@ def simulated_windows(
             start=SIM_START,
         )
         sim = simulator_excluding(config, exclude)
-        parts.append(windows_from_simulator(sim, window=window, stride=stride, archetypes=victims))
+        parts.append(
+            windows_from_simulator(
+                sim, window=window, stride=stride, archetypes=victims, target_steps=target_steps
+            )
+        )
     return Windows.concat(parts)
 
 
