@@ -77,7 +77,6 @@ def simulated_windows(
     exclude: Sequence[int] = (),
     victims: Sequence[int] | None = None,
     step_seconds: int = 15,
-    target_steps: int | None = None,
 ) -> Windows:
     """Windows of one simulated fleet per seed; ``exclude`` removes archetypes from the fleets,
     ``victims`` keeps only windows whose victim has one of these archetypes."""
@@ -92,11 +91,7 @@ def simulated_windows(
             start=SIM_START,
         )
         sim = simulator_excluding(config, exclude)
-        parts.append(
-            windows_from_simulator(
-                sim, window=window, stride=stride, archetypes=victims, target_steps=target_steps
-            )
-        )
+        parts.append(windows_from_simulator(sim, window=window, stride=stride, archetypes=victims))
     return Windows.concat(parts)
 
 

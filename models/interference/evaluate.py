@@ -51,10 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instances", type=int, help="sim: instances per fleet (400)")
     parser.add_argument("--hours", type=float, help="sim: simulated hours per fleet (24)")
     parser.add_argument("--epochs", type=int, help="Telltale epochs (12)")
-    parser.add_argument("--window", type=int, help="sim: steps of input per window (20)")
-    parser.add_argument(
-        "--target-steps", type=int, help="sim: P is the mean over the window's last N steps (all)"
-    )
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument(
         "--model-seed",
@@ -87,8 +83,7 @@ def _settings(args: argparse.Namespace) -> dict:
         s["baselines"] = BaselineConfig(
             rf_trees=30, gbm_trees=60, lstm_epochs=2, threads=args.threads
         )
-    s["target_steps"] = args.target_steps
-    for key in ("nodes", "instances", "hours", "partitions", "epochs", "window"):
+    for key in ("nodes", "instances", "hours", "partitions", "epochs"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
     return s
@@ -168,7 +163,7 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
     from models.interference.data import simulated_windows
 
     fleet = {"n_nodes": s["nodes"], "n_instances": s["instances"], "hours": s["hours"]}
-    win = {"window": s["window"], "stride": s["stride"], "target_steps": s["target_steps"]}
+    win = {"window": s["window"], "stride": s["stride"]}
     log(f"simulating the test fleet (seed {args.seed})")
     test_all = simulated_windows([args.seed], **fleet, **win)
     rng = np.random.default_rng(args.seed)

@@ -151,16 +151,14 @@ def windows_from_placement(
     group: np.ndarray | None = None,
     step0: int = 0,
     counter_cols: Sequence[int] = (),
-    target_steps: int | None = None,
 ) -> Windows:
     """Cut windows out of a fleet's history: ``vm`` [S, I, M] raw metrics, ``node_of`` [S, I]
     (-1 = not placed), ``capacity`` [N, 6] per node. Every instance that runs at least
-    ``min_valid`` steps of a window on the node it ends it on becomes a victim. The target
-    is the mean P over the window's last ``target_steps`` steps (all when None)."""
+    ``min_valid`` steps of a window on the node it ends it on becomes a victim."""
     vm = counters_to_increments(vm, counter_cols)
     S = vm.shape[0]
     parts = [
-        _one_window(vm, node_of, capacity, s, s + window, min_valid, p, group, step0, target_steps)
+        _one_window(vm, node_of, capacity, s, s + window, min_valid, p, group, step0)
         for s in range(0, S - window + 1, stride)
     ]
     return Windows.concat(parts) if parts else Windows.empty(window, vm.shape[2])
@@ -176,7 +174,6 @@ def _one_window(
     p: np.ndarray | None,
     group: np.ndarray | None,
     step0: int,
-    target_steps: int | None = None,
 ) -> Windows:
     x, nodes = vm[s0:s1], node_of[s0:s1]
     T, n_inst, M = x.shape
@@ -207,7 +204,7 @@ def _one_window(
     vv = valid[:, victims].T
     target = np.full(len(victims), np.nan, dtype=np.float32)
     if p is not None:
-        pv = np.where(vv, p[s0:s1, victims].T, np.nan)[:, -(target_steps or T) :]
+        pv = np.where(vv, p[s0:s1, victims].T, np.nan)
         ok = ~np.all(np.isnan(pv), axis=1)
         target[ok] = np.nanmean(pv[ok], axis=1)
     return Windows(
@@ -237,7 +234,6 @@ def windows_from_simulator(
     min_valid: int | None = None,
     hours: float | None = None,
     archetypes: Sequence[int] | None = None,
-    target_steps: int | None = None,
 ) -> Windows:
     """Windows of a simulated fleet, simulated one hour block at a time (memory stays flat).
 
@@ -267,7 +263,6 @@ def windows_from_simulator(
             group=sim.fleet.inst_arch[chunk.instance_idx],
             step0=chunk.step0,
             counter_cols=counters,
-            target_steps=target_steps,
         )
         if archetypes is not None:
             w = w.take(np.isin(w.group, list(archetypes)))
