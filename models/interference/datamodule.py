@@ -10,7 +10,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from models.interference.encoding import Encoded
 
@@ -40,21 +40,8 @@ def _identity(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def loader(
-    enc: Encoded,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    weights: np.ndarray | None = None,
-) -> DataLoader:
+def loader(enc: Encoded, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
     gen = torch.Generator().manual_seed(seed)
-    if weights is not None:
-        sampler = WeightedRandomSampler(
-            torch.as_tensor(weights, dtype=torch.double), len(enc), generator=gen
-        )
-        return DataLoader(
-            EncodedDataset(enc), batch_size=batch_size, sampler=sampler, collate_fn=_identity
-        )
     return DataLoader(
         EncodedDataset(enc),
         batch_size=batch_size,
@@ -67,22 +54,13 @@ def loader(
 class InterferenceDataModule(L.LightningDataModule):
     """Train and validation windows, already encoded with the training scaler."""
 
-    def __init__(
-        self,
-        train: Encoded,
-        val: Encoded,
-        batch_size: int = 256,
-        seed: int = 0,
-        weights: np.ndarray | None = None,
-    ):
+    def __init__(self, train: Encoded, val: Encoded, batch_size: int = 256, seed: int = 0):
         super().__init__()
         self.train, self.val = train, val
-        self.batch_size, self.seed, self.weights = batch_size, seed, weights
+        self.batch_size, self.seed = batch_size, seed
 
     def train_dataloader(self) -> DataLoader:
-        return loader(
-            self.train, self.batch_size, shuffle=True, seed=self.seed, weights=self.weights
-        )
+        return loader(self.train, self.batch_size, shuffle=True, seed=self.seed)
 
     def val_dataloader(self) -> DataLoader:
         return loader(self.val, 4 * self.batch_size)

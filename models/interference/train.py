@@ -200,9 +200,7 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         fast_dev_run=cfg.fast_dev_run,
         callbacks=callbacks,
     )
-    _, inverse, counts = np.unique(fit.group, return_inverse=True, return_counts=True)
-    weights = 1.0 / counts[inverse]  # every fitting workload weighs the same
-    trainer.fit(module, InterferenceDataModule(enc_fit, enc_val, cfg.batch_size, cfg.seed, weights))
+    trainer.fit(module, InterferenceDataModule(enc_fit, enc_val, cfg.batch_size, cfg.seed))
     if best.state is not None:
         net.load_state_dict(best.state)
     raw = predict_array(net, enc_val)
