@@ -212,6 +212,16 @@ def fit_network(
 ERROR_QUANTILE = 0.99
 
 
+def _scale_groups(train: WindowDataset) -> list[int]:
+    """Indices of the groups whose windows may set an error scale: those with metrics, and
+    not windows that people labelled (``meta["user"]``), which were picked for being
+    unusual: a few hundred true positives would lift the 99th percentile to an incident's
+    size."""
+    return [
+        gi for gi, g in enumerate(train.groups) if g.values.shape[-1] and not g.meta.get("user")
+    ]
+
+
 def error_scale(
     net: ContextEncoder,
     train: WindowDataset,
@@ -222,16 +232,14 @@ def error_scale(
     """Per-metric forecast error at ``quantile`` over training windows, per group name.
 
     Series groups that share a name (NAB's files, one group each) share one scale, taken
-    over the windows of all of them, not only the first one's. Windows that people labelled
-    (``meta["user"]``) are left out: they were picked for being unusual, and a few hundred
-    true positives would lift the 99th percentile to an incident's size.
+    over the windows of all of them, not only the first one's (``_scale_groups`` says which
+    groups count).
     """
     windows: dict[str, list[np.ndarray]] = {}
-    for gi, g in enumerate(train.groups):
-        if g.values.shape[-1] and not g.meta.get("user"):
-            windows.setdefault(g.name, []).append(
-                np.arange(train.offsets[gi], train.offsets[gi + 1])
-            )
+    for gi in _scale_groups(train):
+        windows.setdefault(train.groups[gi].name, []).append(
+            np.arange(train.offsets[gi], train.offsets[gi + 1])
+        )
     out: dict[str, list[float]] = {}
     rng = np.random.default_rng(0)
     with torch.inference_mode():
@@ -279,8 +287,8 @@ def target_error_scale(
     out: dict[str, dict[str, list[float]]] = {}
     rng = np.random.default_rng(0)
     with torch.inference_mode():
-        for gi, g in enumerate(train.groups):
-            spec = train.specs[gi]
+        for gi in _scale_groups(train):
+            g, spec = train.groups[gi], train.specs[gi]
             # One target: its own scale is the pooled one (up to sampling), so keep that.
             if spec is None or not spec.target_center or g.name not in pooled or g.n_targets < 2:
                 continue

@@ -211,6 +211,19 @@ def test_per_target_error_scale_lets_a_quiet_target_alarm_above_a_noisy_ones_rou
     per = target_error_scale(net, data, 256, pooled)["g"]
     assert per["noisy"][0] > 3 * per["quiet"][0]
     assert min(per["noisy"][0], per["quiet"][0]) <= pooled["g"][0] <= per["noisy"][0]
+    # Windows people labelled on the same targets (picked for being unusual) set no scale.
+    labelled = SeriesGroup(
+        "g", ["x"], 60 * np.arange(T), 60, np.full_like(values, 500.0), ["noisy", "quiet"]
+    )
+    labelled.meta["user"] = True
+    with_labels = WindowDataset(
+        [group, labelled],
+        [windows_of(group, 12, 1, 12), windows_of(labelled, 12, 1, 12)],
+        [spec, spec],
+        None,
+        shape,
+    )
+    assert target_error_scale(net, with_labels, 256, pooled) == {"g": per}
     # Single-target groups keep the pooled scale (their own is the pooled one).
     one = SeriesGroup("h", ["x"], 60 * np.arange(T), 60, values[:, :1], ["noisy"])
     spec1 = fit_spec(values[:, :1], ["x"], target_names=["noisy"])
