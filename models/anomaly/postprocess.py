@@ -28,15 +28,20 @@ def _fit_tail(exc: np.ndarray) -> tuple[float, float]:
     fallback = (0.0, float(exc.mean()) if len(exc) else 1.0)
     if len(exc) < 20 or exc.std() <= 0:
         return fallback
+    # Fitted in units of the mean exceedance: the optimiser's start and tolerances are then
+    # the same whatever the raw score's units, so multiplying every raw score by a constant
+    # leaves every calibrated score as it was (fitted in raw units it moved by up to 0.015).
+    unit = float(exc.mean())
     try:
-        shape, _, scale = stats.genpareto.fit(exc, floc=0.0)
+        shape, _, scale = stats.genpareto.fit(exc / unit, floc=0.0)
         if np.isfinite(shape) and abs(shape) > MAX_TAIL_SHAPE:
             # The scale fitted along with a shape beyond the cap belongs to that shape; with
             # the capped one it would make the tail far too light (or heavy). Refit it.
             shape = float(np.clip(shape, -MAX_TAIL_SHAPE, MAX_TAIL_SHAPE))
-            _, _, scale = stats.genpareto.fit(exc, fc=shape, floc=0.0)
+            _, _, scale = stats.genpareto.fit(exc / unit, fc=shape, floc=0.0)
     except (ValueError, RuntimeError):
         return fallback
+    scale *= unit
     if not (np.isfinite(shape) and np.isfinite(scale) and scale > 0):
         return fallback
     return float(shape), float(scale)

@@ -47,6 +47,19 @@ def test_a_clipped_tail_shape_gets_its_own_scale():
     assert np.all(np.diff(cal.transform(top)) > 0)
 
 
+def test_calibrated_scores_do_not_depend_on_the_raw_scores_units():
+    """Multiplying every raw score by a constant (a pooled error scale, a unit change) must
+    leave every calibrated score, and so every alarm, exactly as it was."""
+    rng = np.random.default_rng(0)
+    for trial in range(12):
+        raw = rng.pareto(rng.uniform(1.5, 6), 2000) * rng.uniform(0.1, 10)
+        scored = np.concatenate([raw[:50] * 3, rng.pareto(2, 200)])
+        reference = Calibrator.fit(raw).transform(scored)
+        for factor in (1e-3, 7.3, 1e4):
+            rescaled = Calibrator.fit(raw * factor).transform(scored * factor)
+            np.testing.assert_allclose(rescaled, reference, rtol=0, atol=1e-9, err_msg=f"{trial}")
+
+
 def test_calibration_round_trips_and_handles_ties():
     raw = np.r_[np.zeros(900), np.arange(100.0)]
     cal = Calibrator.fit(raw)
