@@ -125,7 +125,11 @@ def test_what_if_without_a_model_says_so(fleet, viewer_client):
 def test_interference_pages(fleet, interference_artefact, viewer_client):
     promote_artefact("interference", interference_artefact)
     predict_fleet()
-    assert viewer_client.get(reverse("interference")).status_code == 200
+    fleet_page = viewer_client.get(reverse("interference"))
+    assert fleet_page.status_code == 200
+    # The interval's promise is stated with the promoted model's own calibration target.
+    assert fleet_page.context["coverage"] == 0.9
+    assert "contain P in 90 % of the windows of each workload held out" in fleet_page.text
     node = Node.objects.first()
     page = viewer_client.get(reverse("interference_node", args=[node.name]))
     assert page.status_code == 200 and page.context["heatmap"]["data"][0]["type"] == "heatmap"
@@ -136,3 +140,16 @@ def test_interference_pages(fleet, interference_artefact, viewer_client):
     target = Node.objects.exclude(pk=instance.node_id).first()
     page = viewer_client.get(reverse("what_if"), {"instance": instance.name, "node": target.name})
     assert page.context["result"]["moved"]["instance"] == instance.name
+
+
+def test_interval_coverage_is_unknown_rather_than_invented(tmp_path):
+    from webapp.detection.interference import interval_coverage
+    from webapp.detection.models import ModelVersion
+
+    assert interval_coverage(None) is None
+    version = ModelVersion(kind="interference", version=1, artefact_path=str(tmp_path))
+    assert interval_coverage(version) is None  # no calibration.json
+    (tmp_path / "calibration.json").write_text('{"coverage_target": 0.8}')
+    assert interval_coverage(version) == 0.8
+    (tmp_path / "calibration.json").write_text("{not json")
+    assert interval_coverage(version) is None

@@ -3,10 +3,12 @@ as the ``telltale_interference_p`` series, suspects as incident signals, what-if
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 from django.db import transaction
@@ -39,6 +41,18 @@ def _load(path: str):
 
 
 STEP_SECONDS = 15  # the sampling step the interference model is trained at
+
+
+def interval_coverage(version: ModelVersion | None) -> float | None:
+    """The share of P an interval of ``version`` is calibrated to contain, from its artefact
+    (read as JSON, so pages do not load the network); None when unknown."""
+    if version is None or not version.artefact_path:
+        return None
+    try:
+        calibration = json.loads((Path(version.artefact_path) / "calibration.json").read_text())
+        return float(calibration["coverage_target"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def node_capacity(node: Node) -> dict:

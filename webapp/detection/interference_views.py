@@ -17,8 +17,9 @@ from django.views.decorators.http import require_POST
 from webapp.core import roles
 from webapp.core.tokens import authenticate, raw_token_from_request
 from webapp.dashboards import timerange
-from webapp.detection import charts
-from webapp.detection.models import InterferencePrediction
+from webapp.detection import charts, versions
+from webapp.detection.interference import interval_coverage
+from webapp.detection.models import InterferencePrediction, ModelVersion
 from webapp.telemetry.models import Instance, Node
 
 SORTS = {"p": "p", "-p": "-p", "instance": "instance__name", "node": "node__name", "width": "width"}
@@ -63,7 +64,13 @@ def interference(request):
     return render(
         request,
         "detection/interference.html",
-        {"rows": rows[:200], "sort": sort, "nodes": nodes, "total": len(rows)},
+        {
+            "rows": rows[:200],
+            "sort": sort,
+            "nodes": nodes,
+            "total": len(rows),
+            "coverage": interval_coverage(versions.promoted(ModelVersion.KIND_INTERFERENCE)),
+        },
     )
 
 
