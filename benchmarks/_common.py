@@ -453,11 +453,18 @@ class RssSampler:
         self._sample()
 
     def report(self) -> dict:
+        """Per process: start, end, max, and the RSS at the end of each quarter of the run
+        (growth that stops after the first quarter is warm-up; growth in every quarter is
+        what a leak looks like)."""
         return {
             name: {
                 "start_mb": round(values[0], 1),
                 "end_mb": round(values[-1], 1),
                 "max_mb": round(max(values), 1),
+                "quarters_mb": [
+                    round(values[min(len(values) - 1, (len(values) * q) // 4)], 1)
+                    for q in (1, 2, 3, 4)
+                ],
                 "samples": len(values),
             }
             for name, values in sorted(self.samples.items())
