@@ -19,4 +19,4 @@ RUN mkdir -p /var/lib/telltale /tmp/telltale-metrics && chown -R telltale /var/l
 USER telltale
 EXPOSE 8000 5514/udp 5514/tcp
 
-CMD ["gunicorn", "webapp.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "8", "--timeout", "120"]
+CMD ["gunicorn", "webapp.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "8", "--timeout", "120", "--max-requests", "20000", "--max-requests-jitter", "2000"]

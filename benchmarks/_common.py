@@ -62,8 +62,15 @@ def manage(env: dict, *args: str) -> str:
 
 
 @contextmanager
-def gunicorn(env: dict, workers: int = 2, threads: int = 4):
+def gunicorn(env: dict, workers: int = 2, threads: int = 4, max_requests: int = 0):
+    """gunicorn on a free loopback port; ``max_requests`` > 0 recycles each worker after
+    that many requests (with 10 % jitter), as docker-compose does."""
     port = free_port()
+    recycle = (
+        ["--max-requests", str(max_requests), "--max-requests-jitter", str(max_requests // 10)]
+        if max_requests > 0
+        else []
+    )
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -78,6 +85,7 @@ def gunicorn(env: dict, workers: int = 2, threads: int = 4):
             str(threads),
             "--log-level",
             "warning",
+            *recycle,
         ],
         cwd=ROOT,
         env=env,
@@ -436,7 +444,8 @@ class RssSampler:
                     rss = proc.memory_info().rss / 2**20
                 except psutil.NoSuchProcess:
                     continue
-                self.samples.setdefault(name, []).append(rss)
+                if rss > 0:  # a process being reaped reports 0
+                    self.samples.setdefault(name, []).append(rss)
 
     def _run(self) -> None:
         while not self._stop.is_set():

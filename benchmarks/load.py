@@ -1,11 +1,12 @@
 """Mixed load on PostgreSQL: remote_write clients and dashboard users at once (issue 11).
 
     nice -n 5 .venv/bin/python benchmarks/load.py [--seconds 120] [--writers 8]
-        [--series 1000] [--write-interval 1.0] [--users 30]
+        [--series 1000] [--write-interval 1.0] [--users 30] [--max-requests 20000]
 
 Builds the database ``bench_load``, writes ``--history-minutes`` of the writers' series
 through the store's writer (so the pages have something to draw), then starts gunicorn
-(4 workers x 8 threads, as docker-compose) and a Celery worker with its beat (Redis
+(4 workers x 8 threads, each recycled after
+``--max-requests`` requests, as docker-compose) and a Celery worker with its beat (Redis
 broker ``redis://127.0.0.1:6379/13``; model bootstrap training off, so the worker runs the
 periodic rollups, stats flushes and alert cycles, not a training run) on loopback and for
 ``--seconds`` runs at once:
@@ -222,6 +223,9 @@ def main() -> None:
     parser.add_argument("--history-minutes", type=int, default=30)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--max-requests", type=int, default=20_000, help="worker recycling, as docker-compose"
+    )
     args = parser.parse_args()
 
     env = app_env(
@@ -256,7 +260,9 @@ def main() -> None:
     beat_dir = tempfile.mkdtemp(prefix="bench_load_beat_")
     beat_file = os.path.join(beat_dir, "schedule")
     with (
-        gunicorn(env, workers=args.workers, threads=args.threads) as (url, web),
+        gunicorn(
+            env, workers=args.workers, threads=args.threads, max_requests=args.max_requests
+        ) as (url, web),
         celery_worker(env, beat_file) as worker,
     ):
         warm(url, args.workers * args.threads)
@@ -291,7 +297,11 @@ def main() -> None:
                 "minutes": args.history_minutes,
                 "seconds": round(history_seconds, 1),
             },
-            "gunicorn": {"workers": args.workers, "threads": args.threads},
+            "gunicorn": {
+                "workers": args.workers,
+                "threads": args.threads,
+                "max_requests": args.max_requests,
+            },
             "celery": {"broker": BROKER, "pool": "threads", "concurrency": 2, "beat": True},
             "writes": {
                 "clients": args.writers,
