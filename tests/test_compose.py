@@ -3,6 +3,7 @@ checked structurally and, when a compose CLI exists, by `docker compose config`.
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -23,6 +24,22 @@ def test_every_service_has_a_health_check_or_is_one_shot():
         if service.get("restart") == "no":
             continue  # one-shot jobs such as migrate
         assert "healthcheck" in service, f"{name} has no healthcheck"
+
+
+def test_web_workers_are_recycled_in_compose_and_the_image():
+    """Web RSS still creeps after warm-up under sustained load (docs/performance.md), so
+    every way of running the web service replaces its workers after a bounded number of
+    requests, with jitter so that they do not restart together."""
+    image_cmd = re.search(r"^CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert image_cmd, "Dockerfile has no exec-form CMD"
+    for where, argv in (
+        ("docker-compose web", COMPOSE["services"]["web"]["command"]),
+        ("Dockerfile CMD", yaml.safe_load(image_cmd.group(1))),
+    ):
+        assert argv[0] == "gunicorn", where
+        opts = dict(itertools.pairwise(argv))
+        assert 0 < int(opts.get("--max-requests", 0)) <= 100_000, where
+        assert 0 < int(opts.get("--max-requests-jitter", 0)) < int(opts["--max-requests"]), where
 
 
 def test_dependencies_name_existing_services():
