@@ -13,7 +13,17 @@ workload, not only of their pooled windows, which transfers better to the next n
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+CALIBRATION_FILE = "calibration.json"  # in the artefact: margin, coverage_target, ...
+
+
+def read_calibration(artefact_dir: str | Path) -> dict:
+    """The artefact's calibration record (raises OSError / ValueError when unreadable)."""
+    return json.loads((Path(artefact_dir) / CALIBRATION_FILE).read_text())
 
 
 def conformal_margin(pred: np.ndarray, y: np.ndarray, coverage: float) -> float:

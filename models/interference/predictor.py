@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.interference.calibration import apply_margin
+from models.interference.calibration import CALIBRATION_FILE, apply_margin, read_calibration
 from models.interference.components import build_net
 from models.interference.encoding import FeatureScaler
 from models.interference.features import (
@@ -116,13 +116,13 @@ class InterferencePredictor:
         d = Path(artefact_dir)
         missing = [
             n
-            for n in ("model.pt", "scaler.json", "calibration.json", "config.json")
+            for n in ("model.pt", "scaler.json", CALIBRATION_FILE, "config.json")
             if not (d / n).exists()
         ]
         if missing:
             raise FileNotFoundError(f"{d} is not an interference artefact (missing {missing})")
         config = json.loads((d / "config.json").read_text())
-        calibration = json.loads((d / "calibration.json").read_text())
+        calibration = read_calibration(d)
         scaler = FeatureScaler.from_dict(json.loads((d / "scaler.json").read_text()))
         net = build_net(config["dims"], **config["architecture"])
         net.load_state_dict(torch.load(d / "model.pt", weights_only=True))

@@ -27,7 +27,12 @@ import lightning as L
 import numpy as np
 import torch
 
-from models.interference.calibration import apply_margin, group_margin, interval_metrics
+from models.interference.calibration import (
+    CALIBRATION_FILE,
+    apply_margin,
+    group_margin,
+    interval_metrics,
+)
 from models.interference.components import build_net
 from models.interference.datamodule import InterferenceDataModule
 from models.interference.encoding import FeatureScaler
@@ -233,7 +238,7 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
     out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), out / "model.pt")
     _write(out / "scaler.json", scaler.to_dict())
-    _write(out / "calibration.json", calibration)
+    _write(out / CALIBRATION_FILE, calibration)
     config = {
         "version": ARTEFACT_VERSION,
         "train": asdict(cfg),

@@ -3,17 +3,16 @@ as the ``telltale_interference_p`` series, suspects as incident signals, what-if
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from django.db import transaction
 
 from ingest.types import MetricBatch, SeriesSamples
+from models.interference.calibration import read_calibration
 from models.interference.features import CAPACITY_KEYS
 from webapp.detection import versions
 from webapp.detection.models import InterferencePrediction, ModelVersion
@@ -49,8 +48,7 @@ def interval_coverage(version: ModelVersion | None) -> float | None:
     if version is None or not version.artefact_path:
         return None
     try:
-        calibration = json.loads((Path(version.artefact_path) / "calibration.json").read_text())
-        return float(calibration["coverage_target"])
+        return float(read_calibration(version.artefact_path)["coverage_target"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -18,7 +18,7 @@ from webapp.core import roles
 from webapp.core.tokens import authenticate, raw_token_from_request
 from webapp.dashboards import timerange
 from webapp.detection import charts, versions
-from webapp.detection.interference import interval_coverage
+from webapp.detection.interference import WhatIfError, interval_coverage, what_if
 from webapp.detection.models import InterferencePrediction, ModelVersion
 from webapp.telemetry.models import Instance, Node
 
@@ -141,8 +141,6 @@ def interference_instance(request, name: str):
 
 @roles.require_role(roles.VIEWER)
 def what_if_page(request):
-    from webapp.detection.interference import WhatIfError, what_if
-
     result = error = None
     instance_name = request.GET.get("instance", "")
     node_name = request.GET.get("node", "")
@@ -173,8 +171,6 @@ def what_if_page(request):
 def what_if_api(request):
     """``POST /api/v1/interference/what-if {"instance": NAME, "node": NAME}``: predicted P of
     the moved instance and of every instance already on the target node, with intervals."""
-    from webapp.detection.interference import WhatIfError, what_if
-
     if not roles.has_role(request.user, roles.VIEWER):
         token = authenticate(raw_token_from_request(request))
         if token is None:
