@@ -39,6 +39,7 @@ from models.anomaly.pipeline import (
 )
 from models.anomaly.postprocess import Calibrator, Thresholds
 from models.anomaly.userlabels import LabeledWindow, user_groups
+from models.progress import EpochLog
 
 log = logging.getLogger(__name__)
 
@@ -152,20 +153,6 @@ def balanced_probs(data: WindowDataset, shares: dict[tuple[str, int], float]) ->
     return p / p.sum()
 
 
-class _EpochLog(L.Callback):
-    def __init__(self):
-        self.started = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        losses = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
-        log.info(
-            "epoch %d done at %.0fs: %s",
-            trainer.current_epoch,
-            time.perf_counter() - self.started,
-            losses,
-        )
-
-
 def fit_network(
     net: ContextEncoder,
     train: WindowDataset,
@@ -187,7 +174,7 @@ def fit_network(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         gradient_clip_val=1.0,
-        callbacks=[_EpochLog()],
+        callbacks=[EpochLog(log)],
     )
     t = time.perf_counter()
     with warnings.catch_warnings():

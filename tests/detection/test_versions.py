@@ -93,12 +93,26 @@ def test_train_command_bootstrap_queues_without_training(db):
 
 
 @pytest.mark.parametrize("kind", ["anomaly", "interference", "mitigation"])
-def test_each_kind_trains_through_the_app_and_is_promoted_first(db, kind, tmp_path, settings):
+def test_each_kind_trains_through_the_app_and_is_promoted_first(
+    db, kind, tmp_path, settings, monkeypatch
+):
     settings.VAR_DIR = tmp_path
+    reported = []
+    record = versions.report_progress
+
+    def recording(version_id, **progress):
+        reported.append(progress.get("message", ""))
+        record(version_id, **progress)
+
+    monkeypatch.setattr(versions, "report_progress", recording)
     version = versions.create_version(kind, {"train": versions.PROFILES["quick"][kind]})
     version = versions.run_training(version.pk)
     assert version.training_state == "succeeded", version.error
     assert version.status == "promoted" and version.metrics
+    if kind != "mitigation":  # the neural models report each epoch on the Models page
+        version.refresh_from_db()
+        assert any(" epoch " in f" {m}" for m in reported), reported
+        assert version.progress["message"] == reported[-1]
 
 
 def test_a_restarted_worker_fails_only_its_own_interrupted_runs(db):

@@ -197,7 +197,7 @@ def train_interference(version: ModelVersion) -> dict:
     from models.interference.train import TrainConfig, train
 
     options = dict(version.config.get("train", {}))
-    for key in ("seeds", "exclude_archetypes", "quantiles"):
+    for key in ("seeds", "exclude_archetypes", "quantiles", "members"):
         if key in options:
             options[key] = tuple(options[key])
     cfg = TrainConfig(**{**options, "out_dir": version.artefact_path})
