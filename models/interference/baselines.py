@@ -21,10 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.interference.components import FusionHead
-from models.interference.datamodule import InterferenceDataModule
+from models.interference.components import LSTMNet
 from models.interference.encoding import Encoded
-from models.interference.module import InterferenceModule, predict_array
+from models.interference.module import fit_best_epoch, predict_array
 
 METHODS: tuple[str, ...] = ("random_forest", "gradient_boosting", "linear", "lstm", "mean")
 
@@ -38,25 +37,6 @@ class BaselineConfig:
     lstm_batch: int = 256
     threads: int = 2
     seed: int = 0
-
-
-class LSTMNet(nn.Module):
-    """Same forward signature as ``InterferenceNet``; reads only the step sequence."""
-
-    def __init__(self, in_features: int, hidden: int = 64):
-        super().__init__()
-        self.lstm = nn.LSTM(in_features, hidden, batch_first=True)
-        self.head = FusionHead(hidden, hidden=hidden)
-
-    def forward(
-        self, steps: torch.Tensor, pad: torch.Tensor, tokens: torch.Tensor, context: torch.Tensor
-    ) -> torch.Tensor:
-        out, _ = self.lstm(steps * (~pad)[..., None])
-        # The state after the last valid step (windows are padded at either end).
-        t = steps.shape[1]
-        idx = torch.arange(t, device=pad.device).expand_as(pad)
-        last = torch.where(~pad, idx, torch.zeros_like(idx)).max(dim=1).values
-        return self.head(out[torch.arange(len(out)), last])
 
 
 class Baseline:
@@ -122,29 +102,5 @@ def _fit_lstm(train: Encoded, val: Encoded, c: BaselineConfig) -> nn.Module:
     torch.set_num_threads(c.threads)
     L.seed_everything(c.seed, verbose=False)
     net = LSTMNet(train.steps.shape[2], c.lstm_hidden)
-    best: dict = {"mae": float("inf"), "state": None}
-
-    class _Best(L.Callback):
-        def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            mae = trainer.callback_metrics.get("val_mae_pp")
-            if mae is not None and float(mae) < best["mae"]:
-                best["mae"] = float(mae)
-                best["state"] = {k: v.clone() for k, v in net.state_dict().items()}
-
-    trainer = L.Trainer(
-        max_epochs=c.lstm_epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[_Best()],
-    )
-    trainer.fit(
-        InterferenceModule(net), InterferenceDataModule(train, val, c.lstm_batch, seed=c.seed)
-    )
-    if best["state"] is not None:
-        net.load_state_dict(best["state"])
-    return net.eval()
+    fit_best_epoch(net, train, val, epochs=c.lstm_epochs, batch_size=c.lstm_batch, seed=c.seed)
+    return net

@@ -139,6 +139,29 @@ class InterferenceNet(nn.Module):
         return self.fusion(torch.cat([t, s, context], dim=1))
 
 
+class LSTMNet(nn.Module):
+    """Same forward signature as ``InterferenceNet``; reads only the step sequence.
+
+    The recurrent member of the ensemble (``train.TrainConfig.members``) and the evaluation's
+    ``lstm`` baseline.
+    """
+
+    def __init__(self, in_features: int, hidden: int = 64):
+        super().__init__()
+        self.lstm = nn.LSTM(in_features, hidden, batch_first=True)
+        self.head = FusionHead(hidden, hidden=hidden)
+
+    def forward(
+        self, steps: torch.Tensor, pad: torch.Tensor, tokens: torch.Tensor, context: torch.Tensor
+    ) -> torch.Tensor:
+        out, _ = self.lstm(steps * (~pad)[..., None])
+        # The state after the last valid step (windows are padded at either end).
+        t = steps.shape[1]
+        idx = torch.arange(t, device=pad.device).expand_as(pad)
+        last = torch.where(~pad, idx, torch.zeros_like(idx)).max(dim=1).values
+        return self.head(out[torch.arange(len(out)), last])
+
+
 def build_net(
     dims: dict[str, int],
     d_model: int = 64,

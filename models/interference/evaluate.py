@@ -17,7 +17,8 @@ once; one other is the validation workload; every method is trained on the rest 
 runs only (nothing from the simulator).
 
 Rows: MAE and MSE in percentage points of P (mean and std over partitions), and for Telltale
-the coverage and mean width of its calibrated interval.
+the coverage and mean width of its calibrated interval, and each ensemble member's MAE on
+its own (``member_mae``; ``--members transformer`` evaluates the transformer alone).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from models.interference.baselines import METHODS, Baseline, BaselineConfig
 from models.interference.calibration import interval_metrics
 from models.interference.features import Windows
 from models.interference.predictor import InterferencePredictor
-from models.interference.train import TrainConfig, split_by_group, train
+from models.interference.train import MEMBERS, TrainConfig, split_by_group, train
 
 ALL_METHODS = ("telltale", *METHODS)
 
@@ -57,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="sim: added to each partition's model seed (initialisation, subsampling, batches)",
+    )
+    parser.add_argument(
+        "--members",
+        default=",".join(MEMBERS),
+        help=f"Telltale's ensemble members, transformer first ({','.join(MEMBERS)})",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a small run (tests, smoke checks)")
@@ -89,6 +95,10 @@ def _settings(args: argparse.Namespace) -> dict:
     return s
 
 
+def _members(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(m.strip() for m in args.members.split(",") if m.strip())
+
+
 def _score(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     err = pred - y
     return {"mae": float(100 * np.abs(err).mean()), "mse": float(1e4 * (err**2).mean())}
@@ -110,14 +120,17 @@ def _run_partition(
     result = train(cfg, data=(fit, val, names))
     model = InterferencePredictor.load(result.out_dir)
     pred = model.predict_windows(test)
+    members = model.member_predictions(test)
     rows["telltale"] = {
         **_score(pred[:, 0], test.p),
         **interval_metrics(pred, test.p),
+        "member_mae": {name: _score(m[:, 0], test.p)["mae"] for name, m in members.items()},
         "val_mae": result.metrics["val_mae_pp"],
         "seconds": round(time.perf_counter() - began, 1),
     }
     tt = rows["telltale"]
-    log(f"    telltale          MAE {tt['mae']:.2f} pp  ({tt['seconds']} s)")
+    alone = ", ".join(f"{k} {v:.2f}" for k, v in tt["member_mae"].items())
+    log(f"    telltale          MAE {tt['mae']:.2f} pp  ({tt['seconds']} s; members: {alone})")
     # Baselines see the same windows, normalised with the same training statistics.
     from models.interference.data import subsample
 
@@ -154,6 +167,10 @@ def _summarise(parts: list[dict], methods: list[str]) -> list[dict]:
         if "coverage" in got[0]:
             row["coverage"] = float(np.mean([g["coverage"] for g in got]))
             row["interval_width"] = float(np.mean([g["interval_width"] for g in got]))
+        if "member_mae" in got[0]:  # each ensemble member alone, for comparison
+            row["member_mae"] = {
+                k: float(np.mean([g["member_mae"][k] for g in got])) for k in got[0]["member_mae"]
+            }
         rows.append(row)
     return rows
 
@@ -187,6 +204,7 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
             max_train_windows=s["max_train_windows"],
             threads=args.threads,
             seed=k + args.model_seed,
+            members=_members(args),
         )
         rows = _run_partition(fit, val, test, list(VM_METRIC_NAMES), methods, s, cfg, log)
         parts.append(
@@ -247,6 +265,7 @@ def _lab(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
             patience=0,
             threads=args.threads,
             seed=k,
+            members=_members(args),
         )
         rows = _run_partition(fit, val, test, names, methods, s, cfg, log)
         parts.append(
@@ -278,6 +297,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown or "telltale" not in methods:
         raise SystemExit(f"--methods must include telltale and only {ALL_METHODS}; got {methods}")
+    members = _members(args)
+    if not members or members[0] != "transformer" or set(members) - set(MEMBERS):
+        raise SystemExit(f"--members must start with transformer and name only {MEMBERS}")
     s = _settings(args)
     with tempfile.TemporaryDirectory() as tmp:
         keep = Path(args.keep or tmp)
@@ -307,6 +329,9 @@ def format_table(result: dict) -> str:
             f"{r['method']:<18} {r['mae']:>7.2f} ± {r['mae_std']:<4.2f} "
             f"{r['mse']:>8.1f} ± {r.get('mse_std', 0):<5.1f} {cov:>9} {wid:>9}"
         )
+        if r.get("member_mae") and len(r["member_mae"]) > 1:
+            alone = ", ".join(f"{k} {v:.2f}" for k, v in r["member_mae"].items())
+            lines.append(f"{'':<18} (each member alone, MAE pp: {alone})")
     rf = next((r for r in result["rows"] if r["method"] == "random_forest"), None)
     tt = next((r for r in result["rows"] if r["method"] == "telltale"), None)
     if rf and tt and rf["mae"] > 0:

@@ -11,12 +11,15 @@ Schedule: linear warm-up, then cosine decay to zero over the run.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import lightning as L
 import numpy as np
 import torch
 from torch import nn
+
+from models.interference.datamodule import InterferenceDataModule
 
 
 def log_cosh(error: torch.Tensor, scale: float) -> torch.Tensor:
@@ -115,3 +118,71 @@ def predict_array(net: nn.Module, enc, batch_size: int = 1024) -> np.ndarray:
         )
     net.train(was_training)
     return np.concatenate(outs).astype(np.float64) if outs else np.zeros((0, 3))
+
+
+class _BestWeights(L.Callback):
+    """Keeps the weights of the epoch with the lowest validation MAE (held-out workloads)."""
+
+    def __init__(self) -> None:
+        self.best = float("inf")
+        self.state: dict | None = None
+        self.epoch = -1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get("val_mae_pp")
+        if value is not None and float(value) < self.best:
+            self.best = float(value)
+            self.state = copy.deepcopy(pl_module.net.state_dict())
+            self.epoch = trainer.current_epoch
+
+
+def fit_best_epoch(
+    net: nn.Module,
+    enc_fit,
+    enc_val,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    patience: int = 0,
+    fast_dev_run: bool = False,
+    callbacks: tuple[L.Callback, ...] = (),
+    **module_options,
+) -> dict:
+    """Train ``net`` on encoded windows and leave it with the weights of its best epoch on
+    ``enc_val`` (workloads held out of fitting); ``patience`` > 0 stops early.
+
+    Returns {"best_epoch", "epochs_run"} (best_epoch -1 when no validation ran)."""
+    best = _BestWeights()
+    extra: list[L.Callback] = [best, *callbacks]
+    if patience > 0:
+        extra.append(L.pytorch.callbacks.EarlyStopping("val_mae_pp", patience=patience, mode="min"))
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        fast_dev_run=fast_dev_run,
+        callbacks=extra,
+    )
+    trainer.fit(
+        InterferenceModule(net, **module_options),
+        InterferenceDataModule(enc_fit, enc_val, batch_size, seed),
+    )
+    if best.state is not None:
+        net.load_state_dict(best.state)
+    net.eval()
+    return {"best_epoch": best.epoch, "epochs_run": trainer.current_epoch}
+
+
+def ensemble_mean(member_predictions: list[np.ndarray]) -> np.ndarray:
+    """The ensemble's [N, 3] (P, low, high): the members' mean, column by column.
+
+    Each member has low <= P <= high, so the mean keeps that order."""
+    return np.mean(np.stack(member_predictions), axis=0)

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from models.interference.calibration import CALIBRATION_FILE, apply_margin, read_calibration
-from models.interference.components import build_net
+from models.interference.components import LSTMNet, build_net
 from models.interference.encoding import FeatureScaler
 from models.interference.features import (
     CAPACITY_KEYS,
@@ -64,7 +64,8 @@ from models.interference.features import (
     fit_window,
     leave_one_out,
 )
-from models.interference.module import predict_array
+from models.interference.module import ensemble_mean, predict_array
+from models.interference.train import MEMBER_FILES
 
 
 class WhatIfError(ValueError):
@@ -100,8 +101,14 @@ class WhatIf:
 
 
 class InterferencePredictor:
-    def __init__(self, net: torch.nn.Module, scaler: FeatureScaler, margin: float, meta: dict):
-        self.net = net.eval()
+    def __init__(
+        self,
+        nets: Mapping[str, torch.nn.Module],
+        scaler: FeatureScaler,
+        margin: float,
+        meta: dict,
+    ):
+        self.nets = {name: net.eval() for name, net in nets.items()}
         self.scaler = scaler
         self.margin = margin
         self.meta = meta
@@ -124,10 +131,22 @@ class InterferencePredictor:
         config = json.loads((d / "config.json").read_text())
         calibration = read_calibration(d)
         scaler = FeatureScaler.from_dict(json.loads((d / "scaler.json").read_text()))
-        net = build_net(config["dims"], **config["architecture"])
-        net.load_state_dict(torch.load(d / "model.pt", weights_only=True))
+        # Version 1 artefacts hold the transformer alone.
+        nets: dict[str, torch.nn.Module] = {}
+        for name in config.get("members", ["transformer"]):
+            if name == "transformer":
+                net = build_net(config["dims"], **config["architecture"])
+            elif name == "lstm":
+                net = LSTMNet(config["dims"]["step_features"], config["lstm"]["hidden"])
+            else:
+                raise ValueError(f"{d}: unknown ensemble member {name!r}")
+            path = d / MEMBER_FILES[name]
+            if not path.exists():
+                raise FileNotFoundError(f"{d} is not a complete artefact (missing {path.name})")
+            net.load_state_dict(torch.load(path, weights_only=True))
+            nets[name] = net
         meta = {**config, "coverage_target": calibration["coverage_target"]}
-        return cls(net, scaler, float(calibration["margin"]), meta)
+        return cls(nets, scaler, float(calibration["margin"]), meta)
 
     # ------------------------------------------------------------------ predictions
     def predict(self, victims: Sequence[VictimInput]) -> list[Prediction]:
@@ -143,7 +162,12 @@ class InterferencePredictor:
         """Calibrated [N, 3] (P, low, high) for raw windows (evaluation and batch scoring)."""
         if not len(w):
             return np.zeros((0, 3))
-        return apply_margin(predict_array(self.net, self.scaler.encode(w)), self.margin)
+        return apply_margin(ensemble_mean(list(self.member_predictions(w).values())), self.margin)
+
+    def member_predictions(self, w: Windows) -> dict[str, np.ndarray]:
+        """Each ensemble member's raw [N, 3] (P, low, high), before averaging and calibration."""
+        enc = self.scaler.encode(w)
+        return {name: predict_array(net, enc) for name, net in self.nets.items()}
 
     def attribute(self, victim: VictimInput) -> list[tuple[str, float]]:
         return self.attribute_many([victim])[0]

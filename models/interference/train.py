@@ -8,17 +8,23 @@ Data: a simulated fleet per seed in ``cfg.seeds`` (or an exported dataset at
 benchmarks) decide the split: ``val_groups`` whole workloads are held out of fitting and
 used for early stopping and interval calibration, so both reflect unseen workloads.
 
-The artefact directory is self-contained: ``model.pt`` (weights), ``scaler.json`` (feature
-normalisation), ``calibration.json`` (conformal margin and validation coverage),
-``config.json`` (this config, the architecture and the feature dimensions) and
-``metrics.json`` (validation figures, sizes, seconds, data hash).
+The model is an ensemble (``TrainConfig.members``): the dual-branch transformer and an LSTM
+over the same per-step features, each fitted on its own and kept at its best epoch; the
+prediction and its raw interval are their mean, and the conformal margin is calibrated on
+that mean.
+
+The artefact directory is self-contained: ``model.pt`` (the transformer's weights),
+``lstm.pt`` (the LSTM's, when it is a member), ``scaler.json`` (feature normalisation),
+``calibration.json`` (conformal margin and validation coverage), ``config.json`` (this
+config, the architecture, the members and the feature dimensions) and ``metrics.json``
+(validation figures per member and of the ensemble, sizes, seconds, data hash).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,13 +39,18 @@ from models.interference.calibration import (
     group_margin,
     interval_metrics,
 )
-from models.interference.components import build_net
-from models.interference.datamodule import InterferenceDataModule
+from models.interference.components import LSTMNet, build_net
 from models.interference.encoding import FeatureScaler
 from models.interference.features import Windows, windows_from_dataset
-from models.interference.module import InterferenceModule, predict_array
+from models.interference.module import ensemble_mean, fit_best_epoch, predict_array
+from models.progress import EpochLog
 
-ARTEFACT_VERSION = 1
+ARTEFACT_VERSION = 2  # 2: an ensemble of members (1: the transformer alone)
+# The prediction is the mean of its members' (P, low, high), each trained on its own and
+# kept at its best epoch on the held-out workloads (docs/interference.md, "Ensemble").
+MEMBERS = ("transformer", "lstm")
+MEMBER_FILES = {"transformer": "model.pt", "lstm": "lstm.pt"}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,6 +84,10 @@ class TrainConfig:
     quantiles: tuple[float, float] = (0.05, 0.95)
     coverage: float = 0.9
     patience: int = 4
+    # The ensemble: the dual-branch transformer, and optionally an LSTM over the same steps.
+    members: tuple[str, ...] = MEMBERS
+    lstm_hidden: int = 64
+    lstm_epochs: int = 10
     seed: int = 0
     threads: int = 2
     fast_dev_run: bool = False
@@ -87,24 +102,6 @@ class TrainResult:
     n_train: int
     n_val: int
     data_hash: str
-
-
-class _BestWeights(L.Callback):
-    """Keeps the weights of the epoch with the lowest validation MAE (held-out workloads)."""
-
-    def __init__(self) -> None:
-        self.best = float("inf")
-        self.state: dict | None = None
-        self.epoch = -1
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        value = trainer.callback_metrics.get("val_mae_pp")
-        if value is not None and float(value) < self.best:
-            self.best = float(value)
-            self.state = copy.deepcopy(pl_module.net.state_dict())
-            self.epoch = trainer.current_epoch
 
 
 def split_by_group(w: Windows, n_val_groups: int, seed: int) -> tuple[Windows, Windows, list[int]]:
@@ -169,6 +166,9 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
     val = subsample(val, cfg.max_val_windows, cfg.seed + 1)
     if not len(fit) or not len(val):
         raise ValueError(f"not enough windows to train: {len(fit)} to fit, {len(val)} to validate")
+    unknown = sorted(set(cfg.members) - set(MEMBERS))
+    if unknown or "transformer" not in cfg.members:
+        raise ValueError(f"members must include 'transformer' and only {MEMBERS}, not {unknown}")
     scaler = FeatureScaler.fit(fit, names)
     enc_fit, enc_val = scaler.encode(fit), scaler.encode(val)
     arch = {
@@ -179,36 +179,49 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         "dropout": cfg.dropout,
         "hidden": cfg.hidden,
     }
-    net = build_net(scaler.dims, **arch)
-    module = InterferenceModule(
-        net,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        warmup_fraction=cfg.warmup_fraction,
-        quantiles=cfg.quantiles,
+    optimiser = {
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "warmup_fraction": cfg.warmup_fraction,
+        "quantiles": cfg.quantiles,
+    }
+    log.info(
+        "fitting on %d windows, validating on %d of %d held-out workloads",
+        len(fit),
+        len(val),
+        len(np.unique(val.group)),
     )
-    best = _BestWeights()
-    callbacks: list[L.Callback] = [best]
-    if cfg.patience > 0:
-        callbacks.append(
-            L.pytorch.callbacks.EarlyStopping("val_mae_pp", patience=cfg.patience, mode="min")
+    nets: dict[str, torch.nn.Module] = {"transformer": build_net(scaler.dims, **arch)}
+    fitted = {
+        "transformer": fit_best_epoch(
+            nets["transformer"],
+            enc_fit,
+            enc_val,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            patience=cfg.patience,
+            fast_dev_run=cfg.fast_dev_run,
+            callbacks=(EpochLog(log, "transformer"),),
+            **optimiser,
         )
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        fast_dev_run=cfg.fast_dev_run,
-        callbacks=callbacks,
-    )
-    trainer.fit(module, InterferenceDataModule(enc_fit, enc_val, cfg.batch_size, cfg.seed))
-    if best.state is not None:
-        net.load_state_dict(best.state)
-    raw = predict_array(net, enc_val)
+    }
+    if "lstm" in cfg.members:
+        L.seed_everything(cfg.seed, verbose=False)
+        nets["lstm"] = LSTMNet(scaler.dims["step_features"], cfg.lstm_hidden)
+        fitted["lstm"] = fit_best_epoch(
+            nets["lstm"],
+            enc_fit,
+            enc_val,
+            epochs=cfg.lstm_epochs,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            fast_dev_run=cfg.fast_dev_run,
+            callbacks=(EpochLog(log, "lstm"),),
+            **optimiser,
+        )
+    member_raw = {name: predict_array(net, enc_val) for name, net in nets.items()}
+    raw = ensemble_mean(list(member_raw.values()))
     margin = group_margin(raw, val.p, val.group, cfg.coverage)
     calibrated = apply_margin(raw, margin)
     calibration = {
@@ -219,14 +232,26 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         "validation": interval_metrics(calibrated, val.p),
         "n": len(val),
     }
+    log.info(
+        "calibrated: margin %.4f, validation coverage %.3f",
+        margin,
+        calibration["validation"]["coverage"],
+    )
     digest = data_hash(fit, val)
     seconds = time.perf_counter() - began
     metrics = {
         "val_mae_pp": float(100 * np.abs(raw[:, 0] - val.p).mean()),
         "val_mse_pp2": float(1e4 * ((raw[:, 0] - val.p) ** 2).mean()),
         **{f"val_{k}": v for k, v in interval_metrics(calibrated, val.p).items()},
-        "best_epoch": best.epoch,
-        "epochs_run": trainer.current_epoch,
+        "best_epoch": fitted["transformer"]["best_epoch"],
+        "epochs_run": fitted["transformer"]["epochs_run"],
+        "members": {
+            name: {
+                **fitted[name],
+                "val_mae_pp": float(100 * np.abs(member_raw[name][:, 0] - val.p).mean()),
+            }
+            for name in nets
+        },
         "n_train": len(fit),
         "n_val": len(val),
         "val_groups": sorted(int(g) for g in np.unique(val.group)),
@@ -236,13 +261,16 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
     }
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), out / "model.pt")
+    for name, net in nets.items():
+        torch.save(net.state_dict(), out / MEMBER_FILES[name])
     _write(out / "scaler.json", scaler.to_dict())
     _write(out / CALIBRATION_FILE, calibration)
     config = {
         "version": ARTEFACT_VERSION,
         "train": asdict(cfg),
         "architecture": arch,
+        "members": list(nets),
+        "lstm": {"hidden": cfg.lstm_hidden},
         "dims": scaler.dims,
         "metric_names": names,
         "window_steps": cfg.window_steps,

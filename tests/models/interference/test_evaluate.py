@@ -27,6 +27,8 @@ def test_quick_sim_evaluation_writes_rows_for_every_method(tmp_path):
     for key in ("mae", "mae_std", "mse", "coverage", "interval_width"):
         assert isinstance(tt[key], float)
     assert saved["rows"][1]["coverage"] is None
+    assert sorted(tt["member_mae"]) == ["lstm", "transformer"]  # each member alone, reported
+    assert "each member alone" in format_table(result)
     part = saved["partitions"][0]
     assert not set(part["test_workloads"]) & set(part["val_workloads"])
     assert part["train_seed"] != 3
@@ -50,3 +52,14 @@ def test_model_seed_changes_the_model_not_the_fleets_or_partitions():
         assert parts[0][key] == parts[1][key]
     assert [r["protocol"]["model_seed"] for r in results] == [0, 5]
     assert parts[0]["rows"]["telltale"]["mae"] != parts[1]["rows"]["telltale"]["mae"]
+
+
+def test_members_are_checked_before_anything_is_simulated():
+    import pytest
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for bad in ("lstm", "lstm,transformer", "transformer,forest"):
+        args = parser.parse_args(["--dataset", "sim", "--quick", "--members", bad])
+        with pytest.raises(SystemExit, match="--members"):
+            run(args, log=lambda _: None)

@@ -29,8 +29,16 @@ def _victim(w, i: int, k: int = 3, t: int | None = None) -> VictimInput:
 
 
 def test_artefact_is_self_contained(trained, model):
-    for name in ("model.pt", "scaler.json", "calibration.json", "config.json", "metrics.json"):
+    for name in (
+        "model.pt",
+        "lstm.pt",
+        "scaler.json",
+        "calibration.json",
+        "config.json",
+        "metrics.json",
+    ):
         assert (trained / name).exists()
+    assert sorted(model.nets) == ["lstm", "transformer"]
     assert model.metric_names[0] == "vm_cpu_utilization_ratio" and model.window_steps == 20
     assert 0 < model.coverage < 1
 
@@ -133,3 +141,38 @@ def test_more_neighbour_pressure_lowers_predicted_p(model, sim_windows):
     more = model.predict_windows(crowded)[:, 0]
     assert more.mean() < base.mean() - 0.005
     assert (more < base).mean() > 0.6
+
+
+def test_the_prediction_is_the_calibrated_mean_of_the_members(model, sim_windows):
+    w = sim_windows.take(np.arange(40))
+    members = model.member_predictions(w)
+    assert sorted(members) == ["lstm", "transformer"]
+    assert not np.allclose(members["lstm"][:, 0], members["transformer"][:, 0])
+    out = model.predict_windows(w)
+    mean = (members["lstm"] + members["transformer"]) / 2
+    np.testing.assert_allclose(out[:, 0], mean[:, 0], atol=1e-9)
+    np.testing.assert_allclose(out[:, 1], np.clip(mean[:, 1] - model.margin, 0, 1), atol=1e-9)
+    assert np.all((out[:, 1] <= out[:, 0]) & (out[:, 0] <= out[:, 2]))
+
+
+def test_an_artefact_of_the_transformer_alone_still_loads(trained, tmp_path, sim_windows):
+    """Version 1 artefacts (before the ensemble) have no members list and no lstm.pt."""
+    import json
+    import shutil
+
+    old = tmp_path / "v1"
+    shutil.copytree(trained, old)
+    (old / "lstm.pt").unlink()
+    config = json.loads((old / "config.json").read_text())
+    del config["members"], config["lstm"]
+    (old / "config.json").write_text(json.dumps({**config, "version": 1}))
+    v1 = InterferencePredictor.load(old)
+    w = sim_windows.take(np.arange(10))
+    assert list(v1.nets) == ["transformer"]
+    full = InterferencePredictor.load(trained).member_predictions(w)["transformer"]
+    np.testing.assert_allclose(v1.predict_windows(w)[:, 0], full[:, 0], atol=1e-9)
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken)
+    (broken / "lstm.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lstm\.pt"):
+        InterferencePredictor.load(broken)

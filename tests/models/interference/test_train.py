@@ -27,6 +27,37 @@ def test_fast_dev_run_writes_a_loadable_artefact(tmp_path, sim_windows):
     assert out.shape == (10, 3) and np.all((out >= 0) & (out <= 1))
 
 
+def test_each_member_logs_its_epochs_and_its_validation_error(tmp_path, sim_windows, caplog):
+    fit, val, _ = split_by_group(sim_windows, 2, seed=1)
+    cfg = TrainConfig(
+        out_dir=str(tmp_path), epochs=2, lstm_epochs=1, patience=0, d_model=16, dim_ff=32,
+        max_train_windows=500, threads=1,
+    )  # fmt: skip
+    with caplog.at_level("INFO", logger="models.interference.train"):
+        result = train(cfg, data=(fit, val, list(VM_METRIC_NAMES)))
+    lines = [r.getMessage() for r in caplog.records if r.name == "models.interference.train"]
+    assert any(line.startswith("transformer epoch 2/2 done") for line in lines), lines
+    assert any(line.startswith("lstm epoch 1/1 done") for line in lines), lines
+    members = result.metrics["members"]
+    assert sorted(members) == ["lstm", "transformer"]
+    assert members["lstm"]["epochs_run"] == 1 and members["transformer"]["epochs_run"] == 2
+    # The ensemble is scored as a whole: its error is not one member's.
+    assert result.metrics["val_mae_pp"] <= max(m["val_mae_pp"] for m in members.values())
+
+
+def test_the_transformer_alone_is_an_ensemble_of_one(tmp_path, sim_windows):
+    fit, val, _ = split_by_group(sim_windows, 2, seed=1)
+    cfg = TrainConfig(out_dir=str(tmp_path), fast_dev_run=True, members=("transformer",), threads=1)
+    train(cfg, data=(fit, val, list(VM_METRIC_NAMES)))
+    assert not (tmp_path / "lstm.pt").exists()
+    assert list(InterferencePredictor.load(tmp_path).nets) == ["transformer"]
+    with pytest.raises(ValueError, match="members"):
+        train(
+            TrainConfig(out_dir=str(tmp_path), fast_dev_run=True, members=("lstm",)),
+            data=(fit, val, list(VM_METRIC_NAMES)),
+        )
+
+
 def test_split_holds_out_whole_workloads(sim_windows):
     fit, val, groups = split_by_group(sim_windows, 2, seed=3)
     assert len(groups) == 2
