@@ -1,7 +1,7 @@
 """Interference model: training time and serving throughput on this machine (JSON).
 
     .venv/bin/python benchmarks/interference.py [--artefact DIR] [--threads 2]
-        [--victims 1000] [--worst 50] [--seed 7]
+        [--victims 1000] [--worst 50] [--seed 7] [--members transformer,lstm]
 
 Without ``--artefact`` it first trains the default model (``TrainConfig()``: one simulated
 day of 50 nodes / 400 instances, simulation and windowing included; target under 600 s).
@@ -30,7 +30,7 @@ from ingest.simulator import SimConfig, Simulator
 from models.interference.data import SIM_START
 from models.interference.features import CAPACITY_KEYS
 from models.interference.predictor import InterferencePredictor, NeighbourInput, VictimInput
-from models.interference.train import TrainConfig, train
+from models.interference.train import MEMBERS, TrainConfig, train
 
 
 def fleet_inputs(n_victims: int, window: int, seed: int) -> tuple[list[VictimInput], np.ndarray]:
@@ -66,6 +66,9 @@ def main() -> None:
     parser.add_argument("--victims", type=int, default=1000)
     parser.add_argument("--worst", type=int, default=50)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--members", default=",".join(MEMBERS), help="ensemble members (transformer first)"
+    )
     args = parser.parse_args()
     import torch
 
@@ -75,7 +78,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         artefact = args.artefact
         if artefact is None:
-            cfg = TrainConfig(out_dir=tmp, threads=args.threads)
+            members = tuple(m for m in args.members.split(",") if m)
+            cfg = TrainConfig(out_dir=tmp, threads=args.threads, members=members)
             began = time.perf_counter()
             result = train(cfg)
             report["train_seconds"] = round(time.perf_counter() - began, 1)
@@ -86,6 +90,7 @@ def main() -> None:
             report["val_mae_pp_heldout_workloads"] = round(result.metrics["val_mae_pp"], 2)
             artefact = tmp
         model = InterferencePredictor.load(artefact)
+        report["members"] = list(model.nets)
         victims, truth = fleet_inputs(args.victims, model.window_steps, args.seed)
         began = time.perf_counter()
         preds = model.predict(victims)

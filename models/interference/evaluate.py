@@ -125,6 +125,7 @@ def _run_partition(
         **_score(pred[:, 0], test.p),
         **interval_metrics(pred, test.p),
         "member_mae": {name: _score(m[:, 0], test.p)["mae"] for name, m in members.items()},
+        "member_val_mae": {k: v["val_mae_pp"] for k, v in result.metrics["members"].items()},
         "val_mae": result.metrics["val_mae_pp"],
         "seconds": round(time.perf_counter() - began, 1),
     }

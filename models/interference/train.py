@@ -88,6 +88,10 @@ class TrainConfig:
     members: tuple[str, ...] = MEMBERS
     lstm_hidden: int = 64
     lstm_epochs: int = 10
+    # A member whose validation MAE is over this multiple of the transformer's is left out
+    # (a member that failed to train, e.g. the LSTM on a few dozen lab windows, would only
+    # add its error to the mean).
+    member_tolerance: float = 2.0
     seed: int = 0
     threads: int = 2
     fast_dev_run: bool = False
@@ -102,6 +106,13 @@ class TrainResult:
     n_train: int
     n_val: int
     data_hash: str
+
+
+def kept_members(val_mae: dict[str, float], tolerance: float) -> list[str]:
+    """The transformer (the model itself), and each other member whose validation MAE is
+    within ``tolerance`` times the transformer's."""
+    anchor = val_mae["transformer"]
+    return [n for n, mae in val_mae.items() if n == "transformer" or mae <= tolerance * anchor]
 
 
 def split_by_group(w: Windows, n_val_groups: int, seed: int) -> tuple[Windows, Windows, list[int]]:
@@ -221,7 +232,12 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
             **optimiser,
         )
     member_raw = {name: predict_array(net, enc_val) for name, net in nets.items()}
-    raw = ensemble_mean(list(member_raw.values()))
+    member_mae = {n: float(100 * np.abs(r[:, 0] - val.p).mean()) for n, r in member_raw.items()}
+    kept = kept_members(member_mae, cfg.member_tolerance)
+    dropped = sorted(set(nets) - set(kept))
+    if dropped:
+        log.info("left out of the ensemble (validation MAE %s pp): %s", member_mae, dropped)
+    raw = ensemble_mean([member_raw[name] for name in kept])
     margin = group_margin(raw, val.p, val.group, cfg.coverage)
     calibrated = apply_margin(raw, margin)
     calibration = {
@@ -246,10 +262,7 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         "best_epoch": fitted["transformer"]["best_epoch"],
         "epochs_run": fitted["transformer"]["epochs_run"],
         "members": {
-            name: {
-                **fitted[name],
-                "val_mae_pp": float(100 * np.abs(member_raw[name][:, 0] - val.p).mean()),
-            }
+            name: {**fitted[name], "val_mae_pp": member_mae[name], "kept": name in kept}
             for name in nets
         },
         "n_train": len(fit),
@@ -261,15 +274,15 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
     }
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, net in nets.items():
-        torch.save(net.state_dict(), out / MEMBER_FILES[name])
+    for name in kept:
+        torch.save(nets[name].state_dict(), out / MEMBER_FILES[name])
     _write(out / "scaler.json", scaler.to_dict())
     _write(out / CALIBRATION_FILE, calibration)
     config = {
         "version": ARTEFACT_VERSION,
         "train": asdict(cfg),
         "architecture": arch,
-        "members": list(nets),
+        "members": kept,
         "lstm": {"hidden": cfg.lstm_hidden},
         "dims": scaler.dims,
         "metric_names": names,

@@ -66,12 +66,24 @@ PROFILES = {
     "full": {"anomaly": {}, "interference": {}, "mitigation": {}},
     "demo": {
         "anomaly": {"nodes": 12, "instances": 96, "hours": 12.0, "val_nodes": 8, "val_hours": 6.0},
-        "interference": {"n_nodes": 16, "n_instances": 128, "hours": 12.0, "epochs": 6},
+        "interference": {
+            "n_nodes": 16,
+            "n_instances": 128,
+            "hours": 12.0,
+            "epochs": 6,
+            "lstm_epochs": 6,
+        },
         "mitigation": {"n_events": 3000, "val_events": 1500},
     },
     "quick": {
         "anomaly": {"quick": True},
-        "interference": {"n_nodes": 4, "n_instances": 24, "hours": 4.0, "epochs": 2},
+        "interference": {
+            "n_nodes": 4,
+            "n_instances": 24,
+            "hours": 4.0,
+            "epochs": 2,
+            "lstm_epochs": 2,
+        },
         "mitigation": {"n_events": 1500, "val_events": 600},
     },
 }

@@ -11,7 +11,13 @@ from ingest.simulator import VM_METRIC_NAMES
 from models.interference.calibration import apply_margin, conformal_margin, interval_metrics
 from models.interference.data import simulator_excluding
 from models.interference.predictor import InterferencePredictor
-from models.interference.train import TrainConfig, split_by_group, train
+from models.interference.train import (
+    MEMBER_FILES,
+    TrainConfig,
+    kept_members,
+    split_by_group,
+    train,
+)
 
 
 def test_fast_dev_run_writes_a_loadable_artefact(tmp_path, sim_windows):
@@ -56,6 +62,22 @@ def test_the_transformer_alone_is_an_ensemble_of_one(tmp_path, sim_windows):
             TrainConfig(out_dir=str(tmp_path), fast_dev_run=True, members=("lstm",)),
             data=(fit, val, list(VM_METRIC_NAMES)),
         )
+
+
+def test_a_member_far_worse_on_validation_than_the_transformer_is_left_out(tmp_path, sim_windows):
+    assert kept_members({"transformer": 4.0, "lstm": 7.9}, 2.0) == ["transformer", "lstm"]
+    assert kept_members({"transformer": 4.0, "lstm": 8.1}, 2.0) == ["transformer"]
+    assert kept_members({"transformer": 9.0, "lstm": 4.0}, 2.0) == ["transformer", "lstm"]
+    fit, val, _ = split_by_group(sim_windows, 2, seed=1)
+    # At tolerance 0.5 the LSTM (one epoch) would have to be twice as good as the transformer.
+    cfg = TrainConfig(
+        out_dir=str(tmp_path), epochs=3, lstm_epochs=1, patience=0, d_model=16, dim_ff=32,
+        max_train_windows=500, threads=1, member_tolerance=0.5,
+    )  # fmt: skip
+    members = train(cfg, data=(fit, val, list(VM_METRIC_NAMES))).metrics["members"]
+    assert members["transformer"]["kept"] and not members["lstm"]["kept"]
+    assert list(InterferencePredictor.load(tmp_path).nets) == ["transformer"]
+    assert not (tmp_path / MEMBER_FILES["lstm"]).exists()
 
 
 def test_split_holds_out_whole_workloads(sim_windows):
