@@ -336,7 +336,9 @@ def format_table(result: dict) -> str:
     rf = next((r for r in result["rows"] if r["method"] == "random_forest"), None)
     tt = next((r for r in result["rows"] if r["method"] == "telltale"), None)
     if rf and tt and rf["mae"] > 0:
-        lines.append(f"telltale vs random forest: {100 * (1 - tt['mae'] / rf['mae']):+.1f} % MAE")
+        change = 100 * (tt["mae"] / rf["mae"] - 1)
+        word = "lower" if change < 0 else "higher"
+        lines.append(f"telltale's MAE is {abs(change):.1f} % {word} than the random forest's")
     lines.append(f"{result.get('seconds', 0):.0f} s")
     return "\n".join(lines)
 

@@ -29,6 +29,9 @@ def test_quick_sim_evaluation_writes_rows_for_every_method(tmp_path):
     assert saved["rows"][1]["coverage"] is None
     assert sorted(tt["member_mae"]) == ["lstm", "transformer"]  # each member alone, reported
     assert "each member alone" in format_table(result)
+    rows = {r["method"]: r["mae"] for r in saved["rows"]}
+    word = "lower" if rows["telltale"] < rows["random_forest"] else "higher"
+    assert f"% {word} than the random forest's" in format_table(result)
     part = saved["partitions"][0]
     assert not set(part["test_workloads"]) & set(part["val_workloads"])
     assert part["train_seed"] != 3
