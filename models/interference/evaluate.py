@@ -168,9 +168,11 @@ def _summarise(parts: list[dict], methods: list[str]) -> list[dict]:
         if "coverage" in got[0]:
             row["coverage"] = float(np.mean([g["coverage"] for g in got]))
             row["interval_width"] = float(np.mean([g["interval_width"] for g in got]))
-        if "member_mae" in got[0]:  # each ensemble member alone, for comparison
+        if "member_mae" in got[0]:  # each member alone, over the partitions that kept it
+            names = dict.fromkeys(k for g in got for k in g["member_mae"])
             row["member_mae"] = {
-                k: float(np.mean([g["member_mae"][k] for g in got])) for k in got[0]["member_mae"]
+                k: float(np.mean([g["member_mae"][k] for g in got if k in g["member_mae"]]))
+                for k in names
             }
         rows.append(row)
     return rows

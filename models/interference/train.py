@@ -190,7 +190,10 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         "dropout": cfg.dropout,
         "hidden": cfg.hidden,
     }
-    optimiser = {
+    common = {
+        "batch_size": cfg.batch_size,
+        "seed": cfg.seed,
+        "fast_dev_run": cfg.fast_dev_run,
         "lr": cfg.lr,
         "weight_decay": cfg.weight_decay,
         "warmup_fraction": cfg.warmup_fraction,
@@ -209,28 +212,18 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
             enc_fit,
             enc_val,
             epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed,
             patience=cfg.patience,
-            fast_dev_run=cfg.fast_dev_run,
             callbacks=(EpochLog(log, "transformer"),),
-            **optimiser,
+            **common,
         )
     }
     if "lstm" in cfg.members:
         L.seed_everything(cfg.seed, verbose=False)
         nets["lstm"] = LSTMNet(scaler.dims["step_features"], cfg.lstm_hidden)
         fitted["lstm"] = fit_best_epoch(
-            nets["lstm"],
-            enc_fit,
-            enc_val,
-            epochs=cfg.lstm_epochs,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed,
-            fast_dev_run=cfg.fast_dev_run,
-            callbacks=(EpochLog(log, "lstm"),),
-            **optimiser,
-        )
+            nets["lstm"], enc_fit, enc_val, epochs=cfg.lstm_epochs,
+            callbacks=(EpochLog(log, "lstm"),), **common,
+        )  # fmt: skip
     member_raw = {name: predict_array(net, enc_val) for name, net in nets.items()}
     member_mae = {n: float(100 * np.abs(r[:, 0] - val.p).mean()) for n, r in member_raw.items()}
     kept = kept_members(member_mae, cfg.member_tolerance)

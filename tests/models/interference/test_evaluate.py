@@ -66,3 +66,19 @@ def test_members_are_checked_before_anything_is_simulated():
         args = parser.parse_args(["--dataset", "sim", "--quick", "--members", bad])
         with pytest.raises(SystemExit, match="--members"):
             run(args, log=lambda _: None)
+
+
+def test_member_figures_average_over_the_partitions_that_kept_the_member():
+    from models.interference.evaluate import _summarise
+
+    def part(mae, members):
+        row = {"mae": mae, "mse": 1.0, "seconds": 1.0, "coverage": 0.9, "interval_width": 20.0}
+        return {"rows": {"telltale": {**row, "member_mae": members}}}
+
+    parts = [
+        part(4.0, {"transformer": 4.2, "lstm": 4.4}),
+        part(6.0, {"transformer": 6.0}),  # the gate left the LSTM out here
+    ]
+    (row,) = _summarise(parts, ["telltale"])
+    assert row["mae"] == 5.0
+    assert row["member_mae"] == {"transformer": 5.1, "lstm": 4.4}
