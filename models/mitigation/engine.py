@@ -13,6 +13,7 @@ count in every leaf, which cuts the regret of the resulting policy noticeably.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,8 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 from models.mitigation.data import ACTIONS, COVARIATES, PRIMARY, Featurizer
 from models.mitigation.explain import Explainer
 from models.mitigation.ood import OODDetector
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -176,6 +179,14 @@ class CausalEngine:
                 "y_r2": float(np.mean(forest.nuisance_scores_y)),
                 "t_score": float(np.mean(forest.nuisance_scores_t)),
             }
+            log.info(
+                "causal forest %d/%d (%s) fitted at %.0fs: nuisance %s",
+                k + 1,
+                len(cfg.outcomes),
+                outcome,
+                time.perf_counter() - started,
+                {key: round(v, 3) for key, v in nuisance_scores[outcome].items()},
+            )
         self.propensity_model = _lgbm_classifier(cfg, cfg.random_state + 200).fit(Z, a_idx)
         self.ood = OODDetector(random_state=cfg.random_state).fit(X, self.featurizer)
 

@@ -13,6 +13,7 @@ this installation wrote.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
@@ -34,6 +35,8 @@ from models.mitigation.data import (
 from models.mitigation.engine import CausalEngine, EngineConfig
 from models.mitigation.policy import Policy, PolicyConfig
 from models.mitigation.tuning import tune_thresholds
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -119,12 +122,19 @@ def train(cfg: TrainConfig, splits: Splits | None = None) -> TrainResult:
     if missing:
         raise ValueError(f"the history has no {missing} column, needed by the cost weights")
     engine_cfg = EngineConfig.from_dict({**cfg.engine.to_dict(), "outcomes": list(outcomes)})
+    log.info(
+        "fitting the causal engine on %d logged events (%d outcomes), %d held out",
+        len(splits.train),
+        len(outcomes),
+        len(splits.val),
+    )
     engine = CausalEngine().fit(
         splits.train, splits.train["action"], splits.train[list(outcomes)], engine_cfg
     )
     policy = Policy(engine, cfg.policy)
     metrics: dict = {"engine": engine.metrics}
     if cfg.tune and len(splits.val):
+        log.info("tuning the policy's thresholds on %d validation events", len(splits.val))
         a_idx = np.array([engine.actions.index(a) for a in splits.val["action"]])
         tuning = tune_thresholds(
             policy,
@@ -137,6 +147,7 @@ def train(cfg: TrainConfig, splits: Splits | None = None) -> TrainResult:
         )
         policy_cfg = tuning.config
         metrics["tuning"] = tuning.summary()
+        log.info("policy tuned at %.0fs", time.perf_counter() - started)
     else:
         policy_cfg = cfg.policy
     cols = [c for c in (*engine_cfg.covariates, "action", *OUTCOMES) if c in splits.train]
