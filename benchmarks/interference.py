@@ -30,7 +30,7 @@ from ingest.simulator import SimConfig, Simulator
 from models.interference.data import SIM_START
 from models.interference.features import CAPACITY_KEYS
 from models.interference.predictor import InterferencePredictor, NeighbourInput, VictimInput
-from models.interference.train import MEMBERS, TrainConfig, train
+from models.interference.train import MEMBERS, TrainConfig, parse_members, train
 
 
 def fleet_inputs(n_victims: int, window: int, seed: int) -> tuple[list[VictimInput], np.ndarray]:
@@ -78,7 +78,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         artefact = args.artefact
         if artefact is None:
-            members = tuple(m for m in args.members.split(",") if m)
+            members = parse_members(args.members)
             cfg = TrainConfig(out_dir=tmp, threads=args.threads, members=members)
             began = time.perf_counter()
             result = train(cfg)

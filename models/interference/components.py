@@ -185,3 +185,14 @@ def build_net(
     )
     fusion = FusionHead(2 * d_model + dims["context_features"], hidden, dropout)
     return InterferenceNet(temporal, system, fusion)
+
+
+def build_member(
+    name: str, dims: dict[str, int], architecture: dict, lstm_hidden: int
+) -> nn.Module:
+    """One ensemble member by name: "transformer" (``build_net``) or "lstm" (``LSTMNet``)."""
+    if name == "transformer":
+        return build_net(dims, **architecture)
+    if name == "lstm":
+        return LSTMNet(dims["step_features"], lstm_hidden)
+    raise ValueError(f"unknown ensemble member {name!r}")

@@ -36,7 +36,13 @@ from models.interference.baselines import METHODS, Baseline, BaselineConfig
 from models.interference.calibration import interval_metrics
 from models.interference.features import Windows
 from models.interference.predictor import InterferencePredictor
-from models.interference.train import MEMBERS, TrainConfig, split_by_group, train
+from models.interference.train import (
+    MEMBERS,
+    TrainConfig,
+    parse_members,
+    split_by_group,
+    train,
+)
 
 ALL_METHODS = ("telltale", *METHODS)
 
@@ -93,10 +99,6 @@ def _settings(args: argparse.Namespace) -> dict:
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
     return s
-
-
-def _members(args: argparse.Namespace) -> tuple[str, ...]:
-    return tuple(m.strip() for m in args.members.split(",") if m.strip())
 
 
 def _score(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -207,7 +209,7 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
             max_train_windows=s["max_train_windows"],
             threads=args.threads,
             seed=k + args.model_seed,
-            members=_members(args),
+            members=parse_members(args.members),
         )
         rows = _run_partition(fit, val, test, list(VM_METRIC_NAMES), methods, s, cfg, log)
         parts.append(
@@ -268,7 +270,7 @@ def _lab(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
             patience=0,
             threads=args.threads,
             seed=k,
-            members=_members(args),
+            members=parse_members(args.members),
         )
         rows = _run_partition(fit, val, test, names, methods, s, cfg, log)
         parts.append(
@@ -300,9 +302,10 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown or "telltale" not in methods:
         raise SystemExit(f"--methods must include telltale and only {ALL_METHODS}; got {methods}")
-    members = _members(args)
-    if not members or members[0] != "transformer" or set(members) - set(MEMBERS):
-        raise SystemExit(f"--members must start with transformer and name only {MEMBERS}")
+    try:
+        parse_members(args.members)
+    except ValueError as exc:
+        raise SystemExit(f"--members: {exc}") from exc
     s = _settings(args)
     with tempfile.TemporaryDirectory() as tmp:
         keep = Path(args.keep or tmp)

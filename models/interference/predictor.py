@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from models.interference.calibration import CALIBRATION_FILE, apply_margin, read_calibration
-from models.interference.components import LSTMNet, build_net
+from models.interference.components import build_member
 from models.interference.encoding import FeatureScaler
 from models.interference.features import (
     CAPACITY_KEYS,
@@ -122,9 +122,7 @@ class InterferencePredictor:
     def load(cls, artefact_dir: str | Path) -> InterferencePredictor:
         d = Path(artefact_dir)
         missing = [
-            n
-            for n in ("model.pt", "scaler.json", CALIBRATION_FILE, "config.json")
-            if not (d / n).exists()
+            n for n in ("scaler.json", CALIBRATION_FILE, "config.json") if not (d / n).exists()
         ]
         if missing:
             raise FileNotFoundError(f"{d} is not an interference artefact (missing {missing})")
@@ -134,12 +132,8 @@ class InterferencePredictor:
         # Version 1 artefacts hold the transformer alone.
         nets: dict[str, torch.nn.Module] = {}
         for name in config.get("members", ["transformer"]):
-            if name == "transformer":
-                net = build_net(config["dims"], **config["architecture"])
-            elif name == "lstm":
-                net = LSTMNet(config["dims"]["step_features"], config["lstm"]["hidden"])
-            else:
-                raise ValueError(f"{d}: unknown ensemble member {name!r}")
+            hidden = config.get("lstm", {}).get("hidden", 0)
+            net = build_member(name, config["dims"], config["architecture"], hidden)
             path = d / MEMBER_FILES[name]
             if not path.exists():
                 raise FileNotFoundError(f"{d} is not a complete artefact (missing {path.name})")

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from models.interference.calibration import (
     group_margin,
     interval_metrics,
 )
-from models.interference.components import LSTMNet, build_net
+from models.interference.components import build_member
 from models.interference.encoding import FeatureScaler
 from models.interference.features import Windows, windows_from_dataset
 from models.interference.module import ensemble_mean, fit_best_epoch, predict_array
@@ -106,6 +107,18 @@ class TrainResult:
     n_train: int
     n_val: int
     data_hash: str
+
+
+def parse_members(members: str | Sequence[str]) -> tuple[str, ...]:
+    """Ensemble members from a comma-separated list or a sequence: the transformer first,
+    then any of the other ``MEMBERS``, each once (ValueError otherwise)."""
+    names = members.split(",") if isinstance(members, str) else list(members)
+    names = [n.strip() for n in names if n.strip()]
+    if not names or names[0] != "transformer" or set(names) - set(MEMBERS):
+        raise ValueError(f"members must start with transformer and name only {MEMBERS}: {names}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"members must be named once each: {names}")
+    return tuple(names)
 
 
 def kept_members(val_mae: dict[str, float], tolerance: float) -> list[str]:
@@ -177,9 +190,7 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
     val = subsample(val, cfg.max_val_windows, cfg.seed + 1)
     if not len(fit) or not len(val):
         raise ValueError(f"not enough windows to train: {len(fit)} to fit, {len(val)} to validate")
-    unknown = sorted(set(cfg.members) - set(MEMBERS))
-    if unknown or "transformer" not in cfg.members:
-        raise ValueError(f"members must include 'transformer' and only {MEMBERS}, not {unknown}")
+    members = parse_members(cfg.members)
     scaler = FeatureScaler.fit(fit, names)
     enc_fit, enc_val = scaler.encode(fit), scaler.encode(val)
     arch = {
@@ -205,25 +216,23 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         len(val),
         len(np.unique(val.group)),
     )
-    nets: dict[str, torch.nn.Module] = {"transformer": build_net(scaler.dims, **arch)}
-    fitted = {
-        "transformer": fit_best_epoch(
-            nets["transformer"],
+    nets: dict[str, torch.nn.Module] = {}
+    fitted: dict[str, dict] = {}
+    for name in members:
+        # Each member starts from the same seed, so adding one never changes another.
+        if name != "transformer":
+            L.seed_everything(cfg.seed, verbose=False)
+        nets[name] = build_member(name, scaler.dims, arch, cfg.lstm_hidden)
+        is_transformer = name == "transformer"
+        fitted[name] = fit_best_epoch(
+            nets[name],
             enc_fit,
             enc_val,
-            epochs=cfg.epochs,
-            patience=cfg.patience,
-            callbacks=(EpochLog(log, "transformer"),),
+            epochs=cfg.epochs if is_transformer else cfg.lstm_epochs,
+            patience=cfg.patience if is_transformer else 0,
+            callbacks=(EpochLog(log, name),),
             **common,
         )
-    }
-    if "lstm" in cfg.members:
-        L.seed_everything(cfg.seed, verbose=False)
-        nets["lstm"] = LSTMNet(scaler.dims["step_features"], cfg.lstm_hidden)
-        fitted["lstm"] = fit_best_epoch(
-            nets["lstm"], enc_fit, enc_val, epochs=cfg.lstm_epochs,
-            callbacks=(EpochLog(log, "lstm"),), **common,
-        )  # fmt: skip
     member_raw = {name: predict_array(net, enc_val) for name, net in nets.items()}
     member_mae = {n: float(100 * np.abs(r[:, 0] - val.p).mean()) for n, r in member_raw.items()}
     kept = kept_members(member_mae, cfg.member_tolerance)

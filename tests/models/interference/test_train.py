@@ -15,6 +15,7 @@ from models.interference.train import (
     MEMBER_FILES,
     TrainConfig,
     kept_members,
+    parse_members,
     split_by_group,
     train,
 )
@@ -49,6 +50,18 @@ def test_each_member_logs_its_epochs_and_its_validation_error(tmp_path, sim_wind
     assert members["lstm"]["epochs_run"] == 1 and members["transformer"]["epochs_run"] == 2
     # The ensemble is scored as a whole: its error is not one member's.
     assert result.metrics["val_mae_pp"] <= max(m["val_mae_pp"] for m in members.values())
+    # ... and the recorded figure is the served model's error on those validation windows.
+    assert len(val) <= cfg.max_val_windows  # so training validated on all of them
+    served = InterferencePredictor.load(tmp_path).predict_windows(val)[:, 0]
+    assert abs(100 * np.abs(served - val.p).mean() - result.metrics["val_mae_pp"]) < 1e-6
+
+
+def test_members_are_the_transformer_first_then_known_names_once():
+    assert parse_members("transformer, lstm") == ("transformer", "lstm")
+    assert parse_members(["transformer"]) == ("transformer",)
+    for bad in ("", "lstm", "lstm,transformer", "transformer,forest", "transformer,lstm,lstm"):
+        with pytest.raises(ValueError, match="members"):
+            parse_members(bad)
 
 
 def test_the_transformer_alone_is_an_ensemble_of_one(tmp_path, sim_windows):
