@@ -162,32 +162,6 @@ class LSTMNet(nn.Module):
         return self.head(out[torch.arange(len(out)), last])
 
 
-class ConvNet(nn.Module):
-    """Same forward signature as ``InterferenceNet``: dilated 1-D convolutions over the step
-    sequence, masked mean and last valid step pooled into the fusion head."""
-
-    def __init__(self, in_features: int, hidden: int = 64):
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = in_features
-        for dilation in (1, 2, 4):
-            layers += [nn.Conv1d(width, hidden, 3, padding=dilation, dilation=dilation), nn.GELU()]
-            width = hidden
-        self.conv = nn.Sequential(*layers)
-        self.head = FusionHead(2 * hidden, hidden=hidden)
-
-    def forward(
-        self, steps: torch.Tensor, pad: torch.Tensor, tokens: torch.Tensor, context: torch.Tensor
-    ) -> torch.Tensor:
-        valid = (~pad)[..., None].float()
-        h = self.conv((steps * valid).transpose(1, 2)).transpose(1, 2) * valid
-        mean = h.sum(1) / valid.sum(1).clamp(min=1.0)
-        t = steps.shape[1]
-        idx = torch.arange(t, device=pad.device).expand_as(pad)
-        last = torch.where(~pad, idx, torch.zeros_like(idx)).max(dim=1).values
-        return self.head(torch.cat([mean, h[torch.arange(len(h)), last]], dim=1))
-
-
 def build_net(
     dims: dict[str, int],
     d_model: int = 64,
@@ -221,6 +195,4 @@ def build_member(
         return build_net(dims, **architecture)
     if name == "lstm":
         return LSTMNet(dims["step_features"], lstm_hidden)
-    if name == "cnn":
-        return ConvNet(dims["step_features"], lstm_hidden)
     raise ValueError(f"unknown ensemble member {name!r}")

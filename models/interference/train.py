@@ -50,8 +50,7 @@ ARTEFACT_VERSION = 2  # 2: an ensemble of members (1: the transformer alone)
 # The prediction is the mean of its members' (P, low, high), each trained on its own and
 # kept at its best epoch on the held-out workloads (docs/interference.md, "Ensemble").
 MEMBERS = ("transformer", "lstm")
-MEMBER_FILES = {"transformer": "model.pt", "lstm": "lstm.pt", "cnn": "cnn.pt"}
-KNOWN_MEMBERS = (*MEMBERS, "cnn")
+MEMBER_FILES = {"transformer": "model.pt", "lstm": "lstm.pt"}
 log = logging.getLogger(__name__)
 
 
@@ -115,7 +114,7 @@ def parse_members(members: str | Sequence[str]) -> tuple[str, ...]:
     then any of the other ``MEMBERS``, each once (ValueError otherwise)."""
     names = members.split(",") if isinstance(members, str) else list(members)
     names = [n.strip() for n in names if n.strip()]
-    if not names or names[0] != "transformer" or set(names) - set(KNOWN_MEMBERS):
+    if not names or names[0] != "transformer" or set(names) - set(MEMBERS):
         raise ValueError(f"members must start with transformer and name only {MEMBERS}: {names}")
     if len(set(names)) != len(names):
         raise ValueError(f"members must be named once each: {names}")
