@@ -16,6 +16,7 @@ import numpy as np
 from models.anomaly.baselines import IsolationForestBaseline, LogTfidfLR, RobustZ
 from models.anomaly.datasets import Split, asd, bgl, nab, nezha, smd
 from models.anomaly.datasets import sim as simdata
+from models.anomaly.datasets.devinject import dev_splits
 from models.anomaly.features import LogStore, SeriesGroup, fit_spec, windows_of
 from models.anomaly.metrics import event_scores, nab_file_score, nab_normalised
 from models.anomaly.pipeline import (
@@ -263,10 +264,18 @@ def _plain(d: dict) -> dict:
 
 
 # ---------------------------------------------------------------------- datasets
+def _splits(args, loaded: list[Split], profile: dict) -> list[Split]:
+    """The test splits, or with ``--dev`` development splits cut from their training parts."""
+    if not getattr(args, "dev", False):
+        return loaded
+    return dev_splits(loaded, profile["window_steps"], seed=int(getattr(args, "dev_seed", 0)))
+
+
 def run_smd(args) -> dict:
+    profile = _profile(smd.PROFILE, args)
     out = _metric_dataset(
-        smd.load(args.path, args.quick),
-        _profile(smd.PROFILE, args),
+        _splits(args, smd.load(args.path, args.quick), profile),
+        profile,
         args.quick,
         False,
         epochs=6,
@@ -280,9 +289,10 @@ def run_smd(args) -> dict:
 
 
 def run_asd(args) -> dict:
+    profile = _profile(asd.PROFILE, args)
     out = _metric_dataset(
-        asd.load(args.path, args.quick),
-        _profile(asd.PROFILE, args),
+        _splits(args, asd.load(args.path, args.quick), profile),
+        profile,
         args.quick,
         False,
         epochs=6,
