@@ -271,6 +271,17 @@ def _splits(args, loaded: list[Split], profile: dict) -> list[Split]:
     return dev_splits(loaded, profile["window_steps"], seed=int(getattr(args, "dev_seed", 0)))
 
 
+def _dev_notes(args) -> list[str]:
+    if not getattr(args, "dev", False):
+        return []
+    return [
+        "--dev: the test part is not used; train and validation together are cut into fit "
+        "(first 50 %), calibration (next 20 %, which replaces 'the last 20 % of train' above) "
+        "and a scored part (last 30 %) with injected anomalies as labels "
+        f"(injection draw {int(getattr(args, 'dev_seed', 0))})"
+    ]
+
+
 def run_smd(args) -> dict:
     profile = _profile(smd.PROFILE, args)
     out = _metric_dataset(
@@ -284,6 +295,7 @@ def run_smd(args) -> dict:
     out["notes"] = [
         "threshold: calibrated 50 (1/1000 windows of the last 20 % of train); no test labels",
         "pa_f1 is point-adjusted (a segment counts as found when any point is flagged)",
+        *_dev_notes(args),
     ]
     return out
 
@@ -298,7 +310,7 @@ def run_asd(args) -> dict:
         epochs=6,
         windows_per_epoch=6000,
     )
-    out["notes"] = ["same protocol as SMD; 5-minute steps, 4-hour windows"]
+    out["notes"] = ["same protocol as SMD; 5-minute steps, 4-hour windows", *_dev_notes(args)]
     return out
 
 

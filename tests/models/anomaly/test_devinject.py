@@ -124,6 +124,7 @@ def test_the_dev_protocol_never_reads_the_test_part(tmp_path):
         results.append(evaluate.run(_args([*argv, str(folder.parent)])))
     first, second = results
     assert first["protocol"] == "dev" and [s["name"] for s in first["splits"]] == ["m-dev"]
+    assert any(note.startswith("--dev: the test part is not used") for note in first["notes"])
     assert first["rows"] == second["rows"]
     assert first["splits"][0]["meta"]["injected"] >= 1
 
