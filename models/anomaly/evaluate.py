@@ -3,8 +3,9 @@
 
 Every method (Telltale and the baselines) is scored on the same windows and goes through the
 same steps: calibration on the validation part, a threshold chosen without test labels,
-events, metrics. The result is ``{"dataset": NAME, "main_metric": KEY, "rows": [{"method":
-"telltale", ...}, {"method": BASELINE, ...}], "splits": [...], ...}`` where each row holds
+events, metrics. The result is ``{"dataset": NAME, "protocol": "test" | "dev" (``--dev``),
+"main_metric": KEY, "rows": [{"method": "telltale", ...}, {"method": BASELINE, ...}],
+"splits": [...], ...}`` where each row holds
 the mean over the dataset's splits (machines, entities, files, fleets) and ``splits`` holds
 every split's own rows. Keys that a dataset cannot give are ``null``.
 """

@@ -8,8 +8,9 @@ before that calibrates, and the rest fits. The original test part is discarded u
 the evaluation (loaders still load it).
 
 The injected kinds are the ones an SRE meets on server metrics, on one to four metrics that
-vary in the fitting part, with a magnitude in units of that metric's robust scale drawn
-log-uniformly between ``MAGNITUDE`` bounds (so some are easy and some are not):
+vary in the fitting part, with a magnitude in units of that metric's spread in the fitting
+part (``robust_scale``) drawn log-uniformly between ``MAGNITUDE`` bounds (so some are easy
+and some are not):
 
 - ``spike``: a short burst (1-5 steps) up or down;
 - ``level_shift``: a step change that lasts the segment;
@@ -17,8 +18,9 @@ log-uniformly between ``MAGNITUDE`` bounds (so some are easy and some are not):
 - ``variance``: the metric turns noisy (flapping, retries);
 - ``stuck``: the metric freezes at its value when the segment starts (a hung exporter, a
   wedged process);
-- ``decouple``: the metrics take values from another time of the fitting part, each plausible
-  alone, wrong together and for the moment (a contextual anomaly).
+- ``decouple``: each chosen metric takes the values of another time of the fitting part
+  (another time per metric): plausible alone, wrong together and for the moment (a
+  contextual anomaly).
 
 What this cannot tell: whether real incidents look like these. A method that wins here has
 only shown that it finds these shapes on this data's normal behaviour.
@@ -33,7 +35,7 @@ import numpy as np
 from models.anomaly.datasets import Split, label_segments_of, series_group, with_history
 
 KINDS = ("spike", "level_shift", "drift", "variance", "stuck", "decouple")
-MAGNITUDE = (1.5, 8.0)  # robust scales, log-uniform
+MAGNITUDE = (1.5, 8.0)  # in spreads (robust_scale), log-uniform
 SEGMENT_STEPS = (5, 60)
 STEPS_PER_ANOMALY = 400  # one injected segment per this many held-out steps
 
