@@ -16,7 +16,7 @@ import numpy as np
 from models.anomaly.baselines import IsolationForestBaseline, LogTfidfLR, RobustZ
 from models.anomaly.datasets import Split, asd, bgl, nab, nezha, smd
 from models.anomaly.datasets import sim as simdata
-from models.anomaly.datasets.devinject import dev_splits
+from models.anomaly.datasets.devinject import KINDS, dev_splits
 from models.anomaly.features import LogStore, SeriesGroup, fit_spec, windows_of
 from models.anomaly.metrics import event_scores, nab_file_score, nab_normalised
 from models.anomaly.pipeline import (
@@ -268,7 +268,13 @@ def _splits(args, loaded: list[Split], profile: dict) -> list[Split]:
     """The test splits, or with ``--dev`` development splits cut from their training parts."""
     if not getattr(args, "dev", False):
         return loaded
-    return dev_splits(loaded, profile["window_steps"], seed=int(getattr(args, "dev_seed", 0)))
+    kinds = getattr(args, "dev_kinds", None)
+    return dev_splits(
+        loaded,
+        profile["window_steps"],
+        seed=int(getattr(args, "dev_seed", 0)),
+        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else KINDS,
+    )
 
 
 def _dev_notes(args) -> list[str]:
@@ -278,7 +284,8 @@ def _dev_notes(args) -> list[str]:
         "--dev: the test part is not used; train and validation together are cut into fit "
         "(first 50 %), calibration (next 20 %, which replaces 'the last 20 % of train' above) "
         "and a scored part (last 30 %) with injected anomalies as labels "
-        f"(injection draw {int(getattr(args, 'dev_seed', 0))})"
+        f"(injection draw {int(getattr(args, 'dev_seed', 0))}, "
+        f"kinds {getattr(args, 'dev_kinds', None) or 'all'})"
     ]
 
 

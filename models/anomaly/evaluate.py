@@ -76,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "devinject.py)",
     )
     parser.add_argument("--dev-seed", type=int, default=0, help="--dev: the injection draw")
+    parser.add_argument(
+        "--dev-kinds",
+        default=None,
+        help="--dev: inject only these kinds (comma-separated; default all: spike, level_shift, "
+        "drift, variance, stuck, decouple)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument(
         "--model-seed",

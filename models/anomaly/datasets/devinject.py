@@ -122,6 +122,8 @@ def dev_splits(
 ) -> list[Split]:
     """One development split per split with one training and one validation part (SMD,
     ASD: contiguous), built from those two parts only."""
+    if not kinds:
+        raise ValueError(f"no anomaly kinds to inject; known: {KINDS}")
     if unknown := set(kinds) - set(KINDS):
         raise ValueError(f"unknown anomaly kinds {sorted(unknown)}; known: {KINDS}")
     out = []

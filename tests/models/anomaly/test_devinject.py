@@ -129,6 +129,26 @@ def test_the_dev_protocol_never_reads_the_test_part(tmp_path):
     assert first["splits"][0]["meta"]["injected"] >= 1
 
 
+def test_dev_kinds_choose_what_is_injected(tmp_path):
+    folder = tmp_path / "smd" / "processed"
+    folder.mkdir(parents=True)
+    arrays = {
+        "m_train.pkl": _normal(2500, 5),
+        "m_test.pkl": _normal(400, 5),
+        "m_test_label.pkl": np.zeros(400, np.int8),
+    }
+    for name, arr in arrays.items():
+        (folder / name).write_bytes(pickle.dumps(arr))
+    argv = ["--dataset", "smd", "--quick", "--threads", "1", "--dev", "--path", str(folder.parent)]
+    result = evaluate.run(_args([*argv, "--dev-kinds", "stuck, drift"]))
+    assert set(result["splits"][0]["meta"]["kinds"].split(",")) <= {"stuck", "drift"}
+    assert any("kinds stuck, drift" in note for note in result["notes"])
+    with pytest.raises(ValueError, match="unknown anomaly kinds"):
+        evaluate.run(_args([*argv, "--dev-kinds", "meteor"]))
+    with pytest.raises(ValueError, match="no anomaly kinds"):
+        evaluate.run(_args([*argv, "--dev-kinds", ","]))
+
+
 def test_dev_is_refused_where_no_development_set_can_be_cut():
     with pytest.raises(ValueError, match="only smd, asd"):
         evaluate.run(_args(["--dataset", "nab", "--dev"]))
