@@ -121,8 +121,8 @@ def _run_partition(
     began = time.perf_counter()
     result = train(cfg, data=(fit, val, names))
     model = InterferencePredictor.load(result.out_dir)
-    pred = model.predict_windows(test)
     members = model.member_predictions(test)
+    pred = model.calibrated_mean(members)
     rows["telltale"] = {
         **_score(pred[:, 0], test.p),
         **interval_metrics(pred, test.p),

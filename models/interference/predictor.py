@@ -131,8 +131,8 @@ class InterferencePredictor:
         scaler = FeatureScaler.from_dict(json.loads((d / "scaler.json").read_text()))
         # Version 1 artefacts hold the transformer alone.
         nets: dict[str, torch.nn.Module] = {}
+        hidden = config.get("lstm", {}).get("hidden", 0)
         for name in config.get("members", ["transformer"]):
-            hidden = config.get("lstm", {}).get("hidden", 0)
             net = build_member(name, config["dims"], config["architecture"], hidden)
             path = d / MEMBER_FILES[name]
             if not path.exists():
@@ -156,12 +156,17 @@ class InterferencePredictor:
         """Calibrated [N, 3] (P, low, high) for raw windows (evaluation and batch scoring)."""
         if not len(w):
             return np.zeros((0, 3))
-        return apply_margin(ensemble_mean(list(self.member_predictions(w).values())), self.margin)
+        return self.calibrated_mean(self.member_predictions(w))
 
     def member_predictions(self, w: Windows) -> dict[str, np.ndarray]:
         """Each ensemble member's raw [N, 3] (P, low, high), before averaging and calibration."""
         enc = self.scaler.encode(w)
         return {name: predict_array(net, enc) for name, net in self.nets.items()}
+
+    def calibrated_mean(self, members: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The served [N, 3] from ``member_predictions``: their mean, widened by the margin
+        (for callers that need both without forwarding the windows twice)."""
+        return apply_margin(ensemble_mean(list(members.values())), self.margin)
 
     def attribute(self, victim: VictimInput) -> list[tuple[str, float]]:
         return self.attribute_many([victim])[0]

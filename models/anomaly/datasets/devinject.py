@@ -43,7 +43,10 @@ STEPS_PER_ANOMALY = 400  # one injected segment per this many held-out steps
 def robust_scale(x: np.ndarray) -> np.ndarray:
     """Per column, a normal-equivalent spread: the larger of IQR / 1.349 and the 1st-99th
     percentile range / 4.65 (a metric that idles and bursts has an IQR near 0 but a wide
-    range), else the standard deviation, else 0 (constant)."""
+    range), else the standard deviation, else 0 (constant).
+
+    Deliberately not the detector's own normalising scale (``features._robust``): sizes are
+    measured in a unit that no compared method normalises by."""
     with np.errstate(all="ignore"):
         p1, q25, q75, p99 = np.nanpercentile(x, [1, 25, 75, 99], axis=0)
         spread = np.maximum((q75 - q25) / 1.349, (p99 - p1) / 4.65)

@@ -43,15 +43,22 @@ def test_each_kind_changes_what_it_says():
         d = done[0]
         a, b, m = d["start"], d["start"] + d["steps"], d["metrics"][0]
         seg = out[a:b, m]
+        added = seg - held[a:b, m]
+        size = d["size"] * robust_scale(fit)[m]
         if kind == "stuck":
             assert np.all(seg == held[a, m])
         elif kind == "decouple":
             windows = np.lib.stride_tricks.sliding_window_view(fit[:, m], len(seg))
             assert (np.abs(windows - seg).max(axis=1) < 1e-6).any()
-        elif kind == "spike":
-            assert 1 <= d["steps"] <= 5
-        else:
-            assert not np.allclose(seg, held[a:b, m])
+        elif kind in ("spike", "level_shift"):
+            assert np.allclose(np.abs(added), size, rtol=1e-3)  # one constant step
+            assert (1 <= d["steps"] <= 5) == (kind == "spike")
+        elif kind == "drift":
+            assert np.all(np.diff(np.abs(added)) > 0)  # grows, up to the full size at the end
+            assert np.isclose(abs(added[-1]), size, rtol=1e-3)
+        else:  # variance: noise around the old values, not a shift
+            assert (added > 0).any() and (added < 0).any()
+        assert not np.allclose(seg, held[a:b, m])
 
 
 def test_constant_metrics_are_left_alone_and_all_constant_is_refused():
