@@ -16,7 +16,7 @@ import numpy as np
 from models.anomaly.baselines import IsolationForestBaseline, LogTfidfLR, RobustZ
 from models.anomaly.datasets import Split, asd, bgl, nab, nezha, smd
 from models.anomaly.datasets import sim as simdata
-from models.anomaly.datasets.devinject import KINDS, dev_splits
+from models.anomaly.datasets.devinject import KINDS, MAGNITUDE, dev_splits
 from models.anomaly.features import LogStore, SeriesGroup, fit_spec, windows_of
 from models.anomaly.metrics import event_scores, nab_file_score, nab_normalised
 from models.anomaly.pipeline import (
@@ -274,7 +274,19 @@ def _splits(args, loaded: list[Split], profile: dict) -> list[Split]:
         profile["window_steps"],
         seed=int(getattr(args, "dev_seed", 0)),
         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else KINDS,
+        magnitude=dev_sizes(getattr(args, "dev_sizes", None)),
     )
+
+
+def dev_sizes(text: str | None) -> tuple[float, float]:
+    """``--dev-sizes LOW,HIGH`` -> (low, high) spreads; the default range when absent."""
+    if not text:
+        return MAGNITUDE
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--dev-sizes: two numbers LOW,HIGH in spreads, not {text!r}") from None
+    return low, high
 
 
 def _dev_notes(args) -> list[str]:
@@ -285,7 +297,8 @@ def _dev_notes(args) -> list[str]:
         "(first 50 %), calibration (next 20 %, which replaces 'the last 20 % of train' above) "
         "and a scored part (last 30 %) with injected anomalies as labels "
         f"(injection draw {int(getattr(args, 'dev_seed', 0))}, "
-        f"kinds {getattr(args, 'dev_kinds', None) or 'all'})"
+        f"kinds {getattr(args, 'dev_kinds', None) or 'all'}, "
+        "sizes {:g}-{:g} spreads)".format(*dev_sizes(getattr(args, "dev_sizes", None)))
     ]
 
 

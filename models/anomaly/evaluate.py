@@ -82,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--dev: inject only these kinds (comma-separated; default all: spike, level_shift, "
         "drift, variance, stuck, decouple)",
     )
+    parser.add_argument(
+        "--dev-sizes",
+        default=None,
+        help="--dev: injected sizes LOW,HIGH in spreads of the fitting part, drawn log-uniformly "
+        "(default 1.5,8)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument(
         "--model-seed",

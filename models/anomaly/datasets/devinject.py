@@ -60,6 +60,7 @@ def inject(
     rng: np.random.Generator,
     gap: int,
     kinds: tuple[str, ...] = KINDS,
+    magnitude: tuple[float, float] = MAGNITUDE,
 ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Anomalies injected into ``values`` [T, M] (a copy): (values, label [T], what was done).
 
@@ -86,7 +87,7 @@ def inject(
         a = int(rng.integers(lo, last_start + 1))
         b = a + length
         metrics = rng.choice(varying, int(rng.integers(1, min(4, len(varying)) + 1)), False)
-        size = float(np.exp(rng.uniform(*np.log(MAGNITUDE))))
+        size = float(np.exp(rng.uniform(*np.log(magnitude))))
         for m in metrics:
             s = scale[m] * size * (1 if rng.random() < 0.5 else -1)
             seg = out[a:b, m]
@@ -122,6 +123,7 @@ def dev_splits(
     test_share: float = 0.3,
     val_share: float = 0.2,
     kinds: tuple[str, ...] = KINDS,
+    magnitude: tuple[float, float] = MAGNITUDE,
 ) -> list[Split]:
     """One development split per split with one training and one validation part (SMD,
     ASD: contiguous), built from those two parts only."""
@@ -129,6 +131,8 @@ def dev_splits(
         raise ValueError(f"no anomaly kinds to inject; known: {KINDS}")
     if unknown := set(kinds) - set(KINDS):
         raise ValueError(f"unknown anomaly kinds {sorted(unknown)}; known: {KINDS}")
+    if not 0 < magnitude[0] <= magnitude[1]:
+        raise ValueError(f"anomaly sizes must be 0 < low <= high spreads, not {magnitude}")
     out = []
     for sp in splits:
         if len(sp.train) != 1 or len(sp.val) != 1:
@@ -141,7 +145,7 @@ def dev_splits(
         if min(a, b - a, T - b) < 4 * window_steps:
             raise ValueError(f"{sp.name}: {T} steps before the test part are too few")
         rng = np.random.default_rng([seed, zlib.crc32(sp.name.encode())])
-        held, label, injected = inject(whole[b:], whole[:a], rng, window_steps, kinds)
+        held, label, injected = inject(whole[b:], whole[:a], rng, window_steps, kinds, magnitude)
         test, hist = with_history(
             _part(g0, whole[:b], ts[:b]), _part(g0, held, ts[b:], label), window_steps - 1
         )
@@ -152,6 +156,7 @@ def dev_splits(
             "test_rows": T - b,
             "injected": len(injected),
             "kinds": ",".join(sorted({i["kind"] for i in injected})),
+            "sizes": f"{magnitude[0]:g}-{magnitude[1]:g}",
         }
         out.append(
             Split(

@@ -6,9 +6,15 @@ import pickle
 import numpy as np
 import pytest
 
-from models.anomaly import evaluate
+from models.anomaly import evalsets, evaluate
 from models.anomaly.datasets import Split, series_group
-from models.anomaly.datasets.devinject import KINDS, dev_splits, inject, robust_scale
+from models.anomaly.datasets.devinject import (
+    KINDS,
+    MAGNITUDE,
+    dev_splits,
+    inject,
+    robust_scale,
+)
 
 
 def _normal(n: int, m: int = 4, seed: int = 0) -> np.ndarray:
@@ -106,6 +112,21 @@ def test_development_splits_refuse_what_they_cannot_cut():
         dev_splits([two], window_steps=60)
     with pytest.raises(ValueError, match="unknown anomaly kinds"):
         dev_splits([_split(4000, 1000)], window_steps=60, kinds=("meteor",))
+
+
+def test_dev_sizes_bound_every_injected_size(tmp_path):
+    fit, held = _normal(3000), _normal(4000, seed=1)
+    _, _, done = inject(held, fit, np.random.default_rng(2), 60, magnitude=(20.0, 30.0))
+    assert len(done) >= 5 and all(20.0 <= d["size"] <= 30.0 for d in done)
+    (dev,) = dev_splits([_split(4000, 1000)], window_steps=60, magnitude=(20.0, 30.0))
+    assert dev.meta["sizes"] == "20-30"
+    for bad in ((0.0, 5.0), (9.0, 3.0)):
+        with pytest.raises(ValueError, match="anomaly sizes"):
+            dev_splits([_split(4000, 1000)], window_steps=60, magnitude=bad)
+    assert evalsets.dev_sizes(None) == MAGNITUDE
+    assert evalsets.dev_sizes("8,40") == (8.0, 40.0)
+    with pytest.raises(ValueError, match="--dev-sizes"):
+        evalsets.dev_sizes("big")
 
 
 def _args(argv):
