@@ -79,8 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dev-kinds",
         default=None,
-        help="--dev: inject only these kinds (comma-separated; default all: spike, level_shift, "
-        "drift, variance, stuck, decouple)",
+        help="--dev: inject only these kinds (comma-separated; default all of spike, "
+        "level_shift, drift, variance, stuck, decouple; surge only when named)",
     )
     parser.add_argument(
         "--dev-sizes",

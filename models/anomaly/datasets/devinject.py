@@ -21,6 +21,10 @@ and some are not):
 - ``decouple``: each chosen metric takes the values of another time of the fitting part
   (another time per metric): plausible alone, wrong together and for the moment (a
   contextual anomaly).
+- ``surge`` (only when asked for, so that the default mixture stays what was measured
+  first): the metric leaves the fitting part's range, to its maximum (or minimum) plus
+  (minus) the size, for the segment: the shape a per-metric threshold catches best, as on a
+  metric that idles and bursts and bursts higher than ever.
 
 What this cannot tell: whether real incidents look like these. A method that wins here has
 only shown that it finds these shapes on this data's normal behaviour.
@@ -35,6 +39,7 @@ import numpy as np
 from models.anomaly.datasets import Split, label_segments_of, series_group, with_history
 
 KINDS = ("spike", "level_shift", "drift", "variance", "stuck", "decouple")
+EXTRA_KINDS = ("surge",)
 MAGNITUDE = (1.5, 8.0)  # in spreads (robust_scale), log-uniform
 SEGMENT_STEPS = (5, 60)
 STEPS_PER_ANOMALY = 400  # one injected segment per this many held-out steps
@@ -99,6 +104,9 @@ def inject(
                 seg += rng.normal(0.0, abs(s) / 2, length)
             elif kind == "stuck":
                 seg[:] = seg[0]
+            elif kind == "surge":
+                edge = np.nanmax(fit_values[:, m]) if s > 0 else np.nanmin(fit_values[:, m])
+                seg[:] = edge + s
             else:  # decouple
                 src = int(rng.integers(0, len(fit_values) - length))
                 seg[:] = fit_values[src : src + length, m]
@@ -129,8 +137,9 @@ def dev_splits(
     ASD: contiguous), built from those two parts only."""
     if not kinds:
         raise ValueError(f"no anomaly kinds to inject; known: {KINDS}")
-    if unknown := set(kinds) - set(KINDS):
-        raise ValueError(f"unknown anomaly kinds {sorted(unknown)}; known: {KINDS}")
+    if unknown := set(kinds) - set(KINDS) - set(EXTRA_KINDS):
+        known = KINDS + EXTRA_KINDS
+        raise ValueError(f"unknown anomaly kinds {sorted(unknown)}; known: {known}")
     if not 0 < magnitude[0] <= magnitude[1]:
         raise ValueError(f"anomaly sizes must be 0 < low <= high spreads, not {magnitude}")
     out = []

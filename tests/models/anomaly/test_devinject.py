@@ -67,6 +67,20 @@ def test_each_kind_changes_what_it_says():
         assert not np.allclose(seg, held[a:b, m])
 
 
+def test_a_surge_leaves_the_fitting_range_by_its_size():
+    fit, held = _normal(3000), _normal(2000, seed=1)
+    out, _, done = inject(held, fit, np.random.default_rng(4), 60, ("surge",))
+    for d in done:
+        a, b = d["start"], d["start"] + d["steps"]
+        for m in d["metrics"]:
+            beyond = np.maximum(out[a:b, m] - fit[:, m].max(), fit[:, m].min() - out[a:b, m])
+            assert np.allclose(beyond, d["size"] * robust_scale(fit)[m], rtol=1e-3)
+    # Asked for by name only: the default mixture is the six kinds measured first.
+    assert "surge" not in KINDS
+    (dev,) = dev_splits([_split(4000, 1000)], window_steps=60, kinds=("surge",))
+    assert dev.meta["kinds"] == "surge"
+
+
 def test_constant_metrics_are_left_alone_and_all_constant_is_refused():
     fit, held = _normal(3000), _normal(1000, seed=1)
     fit[:, 0], held[:, 0] = 1.0, 1.0
