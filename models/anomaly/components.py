@@ -193,18 +193,3 @@ class ContextEncoder(nn.Module):
             m = self.groups[group]
             out["forecast"] = self.forecast_out[group](h[:, 1]).reshape(B, m, 2)
         return out
-
-
-class EnsembleEncoder(nn.Module):
-    """Probe: the mean of several ContextEncoders' outputs."""
-
-    def __init__(self, members: list[ContextEncoder]):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-        first = members[0]
-        self.patch_steps, self.n_patches = first.patch_steps, first.n_patches
-        self.has_metrics, self.init_args = first.has_metrics, first.init_args
-
-    def forward(self, group, x, time, logs, log_weight=None):
-        outs = [m(group, x, time, logs, log_weight) for m in self.members]
-        return {k: torch.stack([o[k] for o in outs]).mean(0) for k in outs[0]}

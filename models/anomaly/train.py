@@ -500,19 +500,9 @@ def fit_detector(
         for g, s in zip(groups, specs, strict=True)
     }
     span = max((g.ts[-1] - g.ts[0]) / 86_400 for g in groups)
-    import os
-    from dataclasses import replace as _replace
-
-    from models.anomaly.components import EnsembleEncoder
-
-    nets, info = [], {}
-    for i in range(int(os.environ.get("TELLTALE_PROBE_MEMBERS", "1"))):
-        mci = _replace(mc, seed=mc.seed + 1000 * i)
-        L.seed_everything(mci.seed, workers=False, verbose=False)  # reproducible initial weights
-        member = build_net(mci, sizes, len(classes or []), table is not None, span)
-        info = fit_network(member, data, mci)
-        nets.append(member)
-    net = nets[0] if len(nets) == 1 else EnsembleEncoder(nets)
+    L.seed_everything(mc.seed, workers=False, verbose=False)  # reproducible initial weights
+    net = build_net(mc, sizes, len(classes or []), table is not None, span)
+    info = fit_network(net, data, mc)
     cap = min(5000, mc.windows_per_epoch or 5000)
     scale = error_scale(net, data, mc.batch_size, cap) if net.has_metrics else {}
     per_target = target_error_scale(net, data, mc.batch_size, scale) if scale else {}
