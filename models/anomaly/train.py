@@ -65,7 +65,7 @@ class ModelConfig:
     lr: float = 2e-3
     windows_per_epoch: int | None = 36_000
     max_minutes: float | None = None
-    topk: int = int(__import__('os').environ.get('TELLTALE_PROBE_TOPK', '3'))
+    topk: int = 3
     seed: int = 0
     fast_dev_run: bool = False
 
