@@ -39,7 +39,7 @@ def attribute(
     metric_names: list[str],
     table: TemplateTable | None,
     err_scale: torch.Tensor | None = None,
-    topk: int = 3,
+    topk: int = 1,
     top: int = 5,
 ) -> list[tuple[list[tuple[str, float]], list[tuple[str, float]]]]:
     """Per window: (metrics [(name, share)], templates [(template text, share)])."""

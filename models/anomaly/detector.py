@@ -128,7 +128,7 @@ class AnomalyDetector:
         err_scale: dict[str, list[float]] | None = None,
         config: dict | None = None,
         metrics: dict | None = None,
-        topk: int = 3,
+        topk: int = 1,
         err_scale_targets: dict[str, dict[str, list[float]]] | None = None,
     ):
         self.net = net.eval()
@@ -219,7 +219,7 @@ class AnomalyDetector:
             err_scale_targets=cfg.get("err_scale_targets", {}),
             config=cfg.get("train", {}),
             metrics=json.loads((d / "metrics.json").read_text()),
-            topk=cfg.get("topk", 3),
+            topk=cfg.get("topk", 3),  # artefacts written before it was saved used 3
         )
         return det
 

@@ -99,11 +99,12 @@ def raw_scores(
     mode: str,
     patch_steps: int,
     err_scale: torch.Tensor | None = None,
-    topk: int = 3,
+    topk: int = 1,
 ) -> torch.Tensor:
     """One raw score per window: the anomaly logit ("supervised") or the mean of the top-k
-    per-metric forecast errors, each divided by the size it exceeds on 1 % of training
-    windows ("forecast", ``train.error_scale``), so no single spiky metric dominates."""
+    (default 1: the largest) per-metric forecast errors, each divided by the size it exceeds
+    on 1 % of training windows ("forecast", ``train.error_scale``), so no single spiky
+    metric dominates."""
     if mode == "supervised":
         return out["anomaly"]
     err = forecast_errors(out, batch, patch_steps)

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from models.anomaly.components import ContextEncoder, context_mask
-from models.anomaly.module import AnomalyModule, raw_scores
+from models.anomaly.module import AnomalyModule, forecast_errors, raw_scores
 from tests.models.anomaly.conftest import make_batch
 
 
@@ -145,6 +145,28 @@ def test_error_scale_puts_a_spiky_metrics_routine_spikes_below_a_real_break():
             for b in (spike, brk)
         ]
         assert bool(s[0] > s[1]) is spike_wins
+
+
+def test_the_default_forecast_score_is_the_largest_metric_error_undiluted():
+    # A break on one metric of five must score as that metric's error, not a third of it
+    # (the mean of the top 3 was the default until the development sets chose top-1).
+    from models.anomaly.datamodule import WindowShape, assemble
+    from models.anomaly.features import fit_spec
+    from models.anomaly.train import ModelConfig
+
+    rng = np.random.default_rng(2)
+    shape = WindowShape(12, 4, 60)
+    history = rng.normal(0, 1, (500, 1, 5)).astype(np.float32)
+    spec = fit_spec(history, [f"m{i}" for i in range(5)])
+    v = rng.normal(0, 0.1, (1, 12, 5)).astype(np.float32)
+    v[0, -4:, 2] = 6.0 * spec.scale[2]
+    b = assemble("g", v, np.array([0]), None, spec, None, shape)
+    out = _ZeroForecast()(b.group, b.x, b.time, None)
+    per_metric = forecast_errors(out, b, 4)[0]
+    assert ModelConfig().topk == 1
+    assert torch.isclose(raw_scores(out, b, "forecast", 4), per_metric.max())
+    top3 = raw_scores(out, b, "forecast", 4, topk=3)
+    assert raw_scores(out, b, "forecast", 4) > 2.5 * top3
 
 
 def test_groups_sharing_a_name_share_an_error_scale_taken_over_all_of_them():
