@@ -292,13 +292,13 @@ def dev_sizes(text: str | None) -> tuple[float, float]:
 def _dev_notes(args) -> list[str]:
     if not getattr(args, "dev", False):
         return []
+    low, high = dev_sizes(getattr(args, "dev_sizes", None))
     return [
         "--dev: the test part is not used; train and validation together are cut into fit "
         "(first 50 %), calibration (next 20 %, which replaces 'the last 20 % of train' above) "
         "and a scored part (last 30 %) with injected anomalies as labels "
         f"(injection draw {int(getattr(args, 'dev_seed', 0))}, "
-        f"kinds {getattr(args, 'dev_kinds', None) or 'all'}, "
-        "sizes {:g}-{:g} spreads)".format(*dev_sizes(getattr(args, "dev_sizes", None)))
+        f"kinds {getattr(args, 'dev_kinds', None) or 'all'}, sizes {low:g}-{high:g} spreads)"
     ]
 
 

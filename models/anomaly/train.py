@@ -67,7 +67,7 @@ class ModelConfig:
     max_minutes: float | None = None
     # The forecast score is the largest normalised per-metric error (top-1). On the SMD and
     # ASD development sets (2 injection draws x 2 model seeds) top-1 beat the mean of the
-    # top 3 on point-adjusted, event and point-wise F1 alike (docs/anomaly.md); top 5 was
+    # top 3 on mean point-adjusted, event and point-wise F1 (docs/anomaly.md); top 5 was
     # worst: an incident on one metric is diluted by the others' ordinary errors.
     topk: int = 1
     seed: int = 0

@@ -128,7 +128,7 @@ def test_development_splits_refuse_what_they_cannot_cut():
         dev_splits([_split(4000, 1000)], window_steps=60, kinds=("meteor",))
 
 
-def test_dev_sizes_bound_every_injected_size(tmp_path):
+def test_dev_sizes_bound_every_injected_size():
     fit, held = _normal(3000), _normal(4000, seed=1)
     _, _, done = inject(held, fit, np.random.default_rng(2), 60, magnitude=(20.0, 30.0))
     assert len(done) >= 5 and all(20.0 <= d["size"] <= 30.0 for d in done)
@@ -182,9 +182,10 @@ def test_dev_kinds_choose_what_is_injected(tmp_path):
     for name, arr in arrays.items():
         (folder / name).write_bytes(pickle.dumps(arr))
     argv = ["--dataset", "smd", "--quick", "--threads", "1", "--dev", "--path", str(folder.parent)]
-    result = evaluate.run(_args([*argv, "--dev-kinds", "stuck, drift"]))
+    result = evaluate.run(_args([*argv, "--dev-kinds", "stuck, drift", "--dev-sizes", "2,3"]))
     assert set(result["splits"][0]["meta"]["kinds"].split(",")) <= {"stuck", "drift"}
-    assert any("kinds stuck, drift" in note for note in result["notes"])
+    assert result["splits"][0]["meta"]["sizes"] == "2-3"
+    assert any("kinds stuck, drift, sizes 2-3 spreads" in note for note in result["notes"])
     with pytest.raises(ValueError, match="unknown anomaly kinds"):
         evaluate.run(_args([*argv, "--dev-kinds", "meteor"]))
     with pytest.raises(ValueError, match="no anomaly kinds"):
