@@ -21,7 +21,7 @@ from torch import nn
 
 from models.anomaly.datamodule import Batch
 from models.anomaly.logmining import TemplateTable
-from models.anomaly.module import forecast_errors, raw_scores
+from models.anomaly.module import DEFAULT_TOPK, forecast_errors, raw_scores
 
 
 def _ranked(names: list[str], values: np.ndarray, top: int) -> list[tuple[str, float]]:
@@ -39,7 +39,7 @@ def attribute(
     metric_names: list[str],
     table: TemplateTable | None,
     err_scale: torch.Tensor | None = None,
-    topk: int = 1,
+    topk: int = DEFAULT_TOPK,
     top: int = 5,
 ) -> list[tuple[list[tuple[str, float]], list[tuple[str, float]]]]:
     """Per window: (metrics [(name, share)], templates [(template text, share)])."""

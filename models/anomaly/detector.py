@@ -70,7 +70,7 @@ from models.anomaly.components import ContextEncoder
 from models.anomaly.datamodule import Batch, WindowShape, assemble
 from models.anomaly.features import FeatureSpec, SeriesGroup
 from models.anomaly.logmining import LogMiner, TemplateTable
-from models.anomaly.module import raw_scores
+from models.anomaly.module import DEFAULT_TOPK, raw_scores
 from models.anomaly.postprocess import (
     Calibrator,
     Event,
@@ -128,7 +128,7 @@ class AnomalyDetector:
         err_scale: dict[str, list[float]] | None = None,
         config: dict | None = None,
         metrics: dict | None = None,
-        topk: int = 1,
+        topk: int = DEFAULT_TOPK,
         err_scale_targets: dict[str, dict[str, list[float]]] | None = None,
     ):
         self.net = net.eval()

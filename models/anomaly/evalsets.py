@@ -264,18 +264,22 @@ def _plain(d: dict) -> dict:
 
 
 # ---------------------------------------------------------------------- datasets
+def _dev_options(args) -> dict | None:
+    """``--dev``'s injection options (seed, kinds, magnitude), parsed once; None without it."""
+    if not getattr(args, "dev", False):
+        return None
+    kinds = getattr(args, "dev_kinds", None)
+    return {
+        "seed": int(getattr(args, "dev_seed", 0)),
+        "kinds": tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else KINDS,
+        "magnitude": dev_sizes(getattr(args, "dev_sizes", None)),
+    }
+
+
 def _splits(args, loaded: list[Split], profile: dict) -> list[Split]:
     """The test splits, or with ``--dev`` development splits cut from their training parts."""
-    if not getattr(args, "dev", False):
-        return loaded
-    kinds = getattr(args, "dev_kinds", None)
-    return dev_splits(
-        loaded,
-        profile["window_steps"],
-        seed=int(getattr(args, "dev_seed", 0)),
-        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else KINDS,
-        magnitude=dev_sizes(getattr(args, "dev_sizes", None)),
-    )
+    options = _dev_options(args)
+    return loaded if options is None else dev_splits(loaded, profile["window_steps"], **options)
 
 
 def dev_sizes(text: str | None) -> tuple[float, float]:
@@ -290,15 +294,16 @@ def dev_sizes(text: str | None) -> tuple[float, float]:
 
 
 def _dev_notes(args) -> list[str]:
-    if not getattr(args, "dev", False):
+    options = _dev_options(args)
+    if options is None:
         return []
-    low, high = dev_sizes(getattr(args, "dev_sizes", None))
+    low, high = options["magnitude"]
     return [
         "--dev: the test part is not used; train and validation together are cut into fit "
         "(first 50 %), calibration (next 20 %, which replaces 'the last 20 % of train' above) "
         "and a scored part (last 30 %) with injected anomalies as labels "
-        f"(injection draw {int(getattr(args, 'dev_seed', 0))}, "
-        f"kinds {getattr(args, 'dev_kinds', None) or 'all'}, sizes {low:g}-{high:g} spreads)"
+        f"(injection draw {options['seed']}, kinds {', '.join(options['kinds'])}, "
+        f"sizes {low:g}-{high:g} spreads)"
     ]
 
 

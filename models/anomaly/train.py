@@ -28,7 +28,7 @@ from models.anomaly.datasets import sim as simdata
 from models.anomaly.detector import AnomalyDetector
 from models.anomaly.features import FeatureSpec, LogStore, SeriesGroup, fit_spec, windows_of
 from models.anomaly.logmining import LogMiner, TemplateTable
-from models.anomaly.module import AnomalyModule, forecast_errors
+from models.anomaly.module import DEFAULT_TOPK, AnomalyModule, forecast_errors
 from models.anomaly.pipeline import (
     Scored,
     evaluate,
@@ -65,11 +65,7 @@ class ModelConfig:
     lr: float = 2e-3
     windows_per_epoch: int | None = 36_000
     max_minutes: float | None = None
-    # The forecast score is the largest normalised per-metric error (top-1). On the SMD and
-    # ASD development sets (2 injection draws x 2 model seeds) top-1 beat the mean of the
-    # top 3 on mean point-adjusted, event and point-wise F1 (docs/anomaly.md); top 5 was
-    # worst: an incident on one metric is diluted by the others' ordinary errors.
-    topk: int = 1
+    topk: int = DEFAULT_TOPK
     seed: int = 0
     fast_dev_run: bool = False
 
