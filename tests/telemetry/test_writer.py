@@ -76,9 +76,12 @@ def test_instance_moving_to_another_node_keeps_placement_history(store):
 
 
 def _logs(*messages, node="web-1"):
+    # One microsecond apart: LogRecord.ts keeps microseconds, so lines a nanosecond apart
+    # could tie and come back from order_by("ts") in any order (it failed CI once).
+    start = time.time_ns()
     return LogBatch(
         entries=[
-            LogEntry(ts_ns=time.time_ns() + i, message=m, severity=9, node=node, source="jsonl")
+            LogEntry(ts_ns=start + 1000 * i, message=m, severity=9, node=node, source="jsonl")
             for i, m in enumerate(messages)
         ]
     )
