@@ -273,3 +273,37 @@ def test_fit_detector_is_reproducible_whatever_the_global_rng_state():
         det = fit_detector([group], [spec], mc)
         weights.append(torch.cat([p.detach().flatten() for p in det.net.parameters()]))
     torch.testing.assert_close(weights[0], weights[1])
+
+
+def test_day_of_week_is_only_learnt_when_every_training_series_spans_two_weeks():
+    """A shared model (NAB: 35 files in one net) must not learn weekdays from the one long
+    series: the short ones showed one or two weekdays each, so their forecasts for the other
+    weekdays would be extrapolations, repeating as weekly errors on a constant series."""
+    from models.anomaly.features import SeriesGroup, fit_spec, time_features
+    from models.anomaly.train import ModelConfig, fit_detector, week_span_days
+
+    rng = np.random.default_rng(0)
+
+    def group(name: str, n: int, step: int) -> SeriesGroup:
+        values = rng.normal(0, 1, (n, 1, 1)).astype(np.float32)
+        return SeriesGroup("shared", ["v"], step * np.arange(n), step, values, [name])
+
+    long_, short = group("hourly", 24 * 21, 3600), group("five_min", 400, 300)
+    assert week_span_days([long_]) >= 14 > week_span_days([long_, short])
+    mc = ModelConfig(
+        window_steps=12, patch_steps=4, step_seconds=300, vocab_size=0,
+        d_model=16, ff=32, n_heads=2, epochs=1, windows_per_epoch=64, batch_size=32,
+    )  # fmt: skip
+    specs = [fit_spec(g.values, ["v"]) for g in (long_, short)]
+    mixed = fit_detector([long_, short], specs, mc).net.eval()
+    assert not mixed.use_week
+    assert fit_detector([long_], specs[:1], mc).net.use_week
+
+    # The same constant window on a Monday and on a Thursday, same time of day.
+    x = torch.zeros(2, 3, 1, 5)
+    monday_noon = 4 * 86_400 + 12 * 3600  # 1970-01-05 was a Monday
+    ends = np.array([monday_noon, monday_noon + 3 * 86_400])
+    t = torch.from_numpy(time_features(ends, 4 * 300, 3))
+    with torch.no_grad():
+        out = mixed("shared", x, t, None)["forecast"]
+    torch.testing.assert_close(out[0], out[1])
