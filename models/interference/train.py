@@ -209,8 +209,6 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         "weight_decay": cfg.weight_decay,
         "warmup_fraction": cfg.warmup_fraction,
         "quantiles": cfg.quantiles,
-        # PROBE (to be reverted): log-cosh scale from the environment.
-        "loss_scale": float(__import__("os").environ.get("TELLTALE_PROBE_LOSS_SCALE", "20")),
     }
     log.info(
         "fitting on %d windows, validating on %d of %d held-out workloads",
