@@ -147,8 +147,9 @@ def dev_splits(
         if len(sp.train) != 1 or len(sp.val) != 1:
             raise ValueError(f"{sp.name}: a development set needs one fit and one validation part")
         g0, v0 = sp.train[0], sp.val[0]
-        whole = np.concatenate([g0.values[:, 0], v0.values[:, 0]])
-        ts = np.concatenate([g0.ts, v0.ts])
+        vf = int(sp.meta.get("val_from", 0))  # the validation part's history is the fit's end
+        whole = np.concatenate([g0.values[:, 0], v0.values[vf:, 0]])
+        ts = np.concatenate([g0.ts, v0.ts[vf:]])
         T = len(whole)
         a, b = round(T * (1 - test_share - val_share)), round(T * (1 - test_share))
         if min(a, b - a, T - b) < 4 * window_steps:
@@ -158,6 +159,8 @@ def dev_splits(
         test, hist = with_history(
             _part(g0, whole[:b], ts[:b]), _part(g0, held, ts[b:], label), window_steps - 1
         )
+        fit = _part(g0, whole[:a], ts[:a])
+        val, val_hist = with_history(fit, _part(g0, whole[a:b], ts[a:b]), window_steps - 1)
         meta = {
             "dev_of": sp.name,
             "fit_rows": a,
@@ -166,12 +169,13 @@ def dev_splits(
             "injected": len(injected),
             "kinds": ",".join(sorted({i["kind"] for i in injected})),
             "sizes": f"{magnitude[0]:g}-{magnitude[1]:g}",
+            "val_from": val_hist,
         }
         out.append(
             Split(
                 f"{sp.name}-dev",
-                [_part(g0, whole[:a], ts[:a])],
-                [_part(g0, whole[a:b], ts[a:b])],
+                [fit],
+                [val],
                 [test],
                 test_from=hist,
                 segments=label_segments_of(test, hist),

@@ -3,7 +3,9 @@
 
 NAB has no training split; its first 15 % (at most 750 rows) is the probationary period that
 detectors may learn from and that is never scored. Here the first two thirds of it fit the
-model and the last third calibrates and sets the threshold; the rest of the file is test.
+model and the last third calibrates and sets the threshold (its windows reach back into the
+first two thirds for their history, as the test part's reach into the probationary period);
+the rest of the file is test.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def load(path: str | Path | None = None, quick: bool = False) -> list[Split]:
         val = series_group(
             "nab", values[cut:n_prob], dt, key, ts=ts[cut:n_prob], metric_names=["value"]
         )
+        val, val_hist = with_history(fit, val, W - 1)
+        val.ts[:val_hist] = ts[cut - val_hist : cut]
         history = series_group(
             "nab", values[:n_prob], dt, key, ts=ts[:n_prob], metric_names=["value"]
         )
@@ -87,7 +91,13 @@ def load(path: str | Path | None = None, quick: bool = False) -> list[Split]:
                 [test],
                 test_from=hist,
                 segments=segments,
-                meta={"windows": spans, "times": ts, "probation": n_prob, "step": dt},
+                meta={
+                    "windows": spans,
+                    "times": ts,
+                    "probation": n_prob,
+                    "step": dt,
+                    "val_from": val_hist,
+                },
             )
         )
     return splits

@@ -51,6 +51,7 @@ def interfusion_splits(folder: Path, group: str, profile: dict, quick: bool = Fa
         fit = series_group(group, train[:cut], dt, entity)
         val = series_group(group, train[cut:], dt, entity)
         val.ts = val.ts + cut * dt
+        val, val_hist = with_history(fit, val, W - 1)
         test_group = series_group(group, test, dt, entity, label)
         test_group.ts = test_group.ts + len(train) * dt
         full_train = series_group(group, train, dt, entity)
@@ -63,7 +64,12 @@ def interfusion_splits(folder: Path, group: str, profile: dict, quick: bool = Fa
                 [test_group],
                 test_from=hist,
                 segments=label_segments_of(test_group, hist),
-                meta={"train_rows": len(train), "test_rows": len(test), "metrics": train.shape[1]},
+                meta={
+                    "train_rows": len(train),
+                    "test_rows": len(test),
+                    "metrics": train.shape[1],
+                    "val_from": val_hist,
+                },
             )
         )
     return splits

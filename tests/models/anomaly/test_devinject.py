@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.anomaly import evalsets, evaluate
-from models.anomaly.datasets import Split, series_group
+from models.anomaly.datasets import Split, series_group, with_history
 from models.anomaly.datasets.devinject import (
     KINDS,
     MAGNITUDE,
@@ -90,21 +90,30 @@ def test_constant_metrics_are_left_alone_and_all_constant_is_refused():
         inject(np.ones((1000, 2)), np.ones((3000, 2)), np.random.default_rng(0), 60)
 
 
-def _split(n_train: int, n_val: int, test_value: float = np.nan) -> Split:
+def _split(n_train: int, n_val: int, test_value: float = np.nan, val_history: int = 0) -> Split:
+    """A loaded split; ``val_history`` > 0 gives its validation part the fit's last steps as
+    history, as the SMD/ASD/NAB loaders do."""
     whole = _normal(n_train + n_val)
     fit = series_group("machine", whole[:n_train], 60, "m")
     val = series_group("machine", whole[n_train:], 60, "m", ts=60 * np.arange(n_train, len(whole)))
+    val, val_from = with_history(fit, val, val_history)
     test = series_group("machine", np.full((500, 4), test_value), 60, "m", np.ones(500))
-    return Split("m", [fit], [val], [test], segments=[])
+    return Split("m", [fit], [val], [test], segments=[], meta={"val_from": val_from})
 
 
-def test_a_development_split_is_cut_from_the_training_part_only():
-    sp = _split(4000, 1000)
+@pytest.mark.parametrize("val_history", [0, 59])
+def test_a_development_split_is_cut_from_the_training_part_only(val_history):
+    sp = _split(4000, 1000, val_history=val_history)
     (dev,) = dev_splits([sp], window_steps=60, seed=0)
     assert dev.name == "m-dev" and dev.meta["dev_of"] == "m"
-    whole = np.concatenate([sp.train[0].values, sp.val[0].values])
+    # The training part, once: a loaded split's validation history is not counted twice.
+    whole = _normal(5000)[:, None, :]
     assert np.array_equal(dev.train[0].values, whole[:2500])
-    assert np.array_equal(dev.val[0].values, whole[2500:3500])
+    # The dev validation part is scored after the fit's last 59 steps, like its test part.
+    val_from = dev.meta["val_from"]
+    assert val_from == 59
+    assert np.array_equal(dev.val[0].values, whole[2500 - 59 : 3500])
+    assert np.array_equal(dev.val[0].ts, 60 * np.arange(2500 - 59, 3500))
     test = dev.test[0]
     assert not np.isnan(test.values).any()  # nothing of the (all-NaN) test part
     clean = test.label[dev.test_from :, 0] == 0

@@ -11,6 +11,7 @@ import pickle
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from models.anomaly import evaluate
@@ -181,3 +182,59 @@ def test_per_group_test_starts_and_system_k():
     assert test_starts(Split("x", [val], [val], [morning], test_from=7)) == [7]
     with pytest.raises(ValueError):
         test_starts(Split("y", [val], [val], [morning], test_from=[1, 2]))
+
+
+def _full_windows_only(sp, window_steps: int) -> None:
+    """The validation windows that calibration sees are scored like the test part's: each
+    has a whole window of real history, none is padding."""
+    from models.anomaly.baselines import RobustZ
+    from models.anomaly.evalsets import _model_config, _score_split
+    from models.anomaly.features import fit_spec
+
+    mc = _model_config({"window_steps": window_steps, "patch_steps": 4, "step_seconds": 300,
+                        "use_time": False}, True)  # fmt: skip
+    spec = fit_spec(sp.train[0].values, sp.train[0].metric_names)
+    method = RobustZ(mc.window_steps, mc.patch_steps).fit(sp.train, [spec])
+    val, _ = _score_split(method, sp, spec, mc)
+    assert val[0].keys[:, 1].min() == window_steps  # first window ends after W real steps
+    assert len(val[0].raw) == sp.val[0].n_steps - window_steps + 1
+
+
+def test_smd_layout_validation_part_reaches_back_into_the_fit_part(tmp_path):
+    from models.anomaly.datasets import smd
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(1000, 3)).astype(np.float32)
+    folder = tmp_path / "SMD" / "processed"
+    _dump(folder / "m_train.pkl", train)
+    _dump(folder / "m_test.pkl", rng.normal(size=(300, 3)).astype(np.float32))
+    _dump(folder / "m_test_label.pkl", np.zeros(300, np.int8))
+    (sp,) = smd.load(tmp_path / "SMD")
+    W, cut = smd.PROFILE["window_steps"], 800
+    assert sp.meta["val_from"] == W - 1
+    assert np.array_equal(sp.val[0].values[:, 0], train[cut - W + 1 :])
+    assert np.array_equal(np.diff(sp.val[0].ts), np.full(len(sp.val[0].ts) - 1, 60))
+    _full_windows_only(sp, W)
+
+
+def test_nab_layout_validation_part_reaches_back_into_the_fit_part(tmp_path):
+    from models.anomaly.datasets import nab
+
+    n = 2000
+    stamps = pd.date_range("2014-04-01", periods=n, freq="5min")
+    values = np.sin(np.arange(n) / 20.0) + 10
+    folder = tmp_path / "NAB"
+    (folder / "data" / "cat").mkdir(parents=True)
+    (folder / "labels").mkdir()
+    pd.DataFrame({"timestamp": stamps.strftime("%Y-%m-%d %H:%M:%S"), "value": values}).to_csv(
+        folder / "data" / "cat" / "f.csv", index=False
+    )
+    (folder / "labels" / "combined_windows.json").write_text(json.dumps({"cat/f.csv": []}))
+    (sp,) = nab.load(folder)
+    W, n_prob = nab.PROFILE["window_steps"], nab.probation(n)
+    cut = max(W + 1, 2 * n_prob // 3)
+    assert sp.meta["val_from"] == W - 1
+    assert np.allclose(sp.val[0].values[:, 0, 0], values[cut - W + 1 : n_prob])
+    epoch = (stamps - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1)
+    assert np.array_equal(sp.val[0].ts, np.asarray(epoch)[cut - W + 1 : n_prob])
+    _full_windows_only(sp, W)
