@@ -20,6 +20,9 @@ DECADES = 6.0
 TAIL_Q = 0.95
 GRID = 256
 MAX_TAIL_SHAPE = 0.5
+# The largest calibration scores kept for the empirical floor of the tail (see
+# ``Calibrator.exceedance``); beyond them the floor is a lower bound, which is still safe.
+TAIL_KEEP = 1000
 
 
 def _fit_tail(exc: np.ndarray) -> tuple[float, float]:
@@ -55,6 +58,9 @@ class Calibrator:
     tail_shape: float = 0.0
     tail_scale: float = 1.0
     n: int = 0
+    # The largest calibration scores above tail_u, ascending (at most TAIL_KEEP); empty in
+    # artefacts saved before 2026-11-30, which then calibrate as they did.
+    tail_values: list[float] = field(default_factory=list)
 
     @classmethod
     def fit(cls, raw: np.ndarray) -> Calibrator:
@@ -69,7 +75,8 @@ class Calibrator:
         shape, scale = _fit_tail(exc)
         spread = float(grid[-1] - grid[0])
         scale = max(scale, 1e-6 * max(spread, 1e-6), 1e-12)
-        return cls(grid.tolist(), probs.tolist(), u, shape, scale, len(raw))
+        top = np.sort(raw[raw > u])[-TAIL_KEEP:]
+        return cls(grid.tolist(), probs.tolist(), u, shape, scale, len(raw), top.tolist())
 
     def exceedance(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
@@ -86,6 +93,15 @@ class Calibrator:
             base = np.maximum(1.0 + self.tail_shape * z, 0.0)
             tail = np.where(base > 0, base ** (-1.0 / self.tail_shape), 0.0)
         p[over] = (1.0 - TAIL_Q) * tail
+        if self.tail_values and self.n:
+            # Never rarer than observed: a score that k of the n calibration windows reached
+            # has p >= k / n. A fitted tail with a negative shape ends at a finite point,
+            # which can lie at or below scores the calibration part itself holds; NAB's
+            # noise-free daily series repeats the same largest error every day, and each
+            # repetition calibrated to 100, a one-in-a-million event, once a day.
+            tv = np.asarray(self.tail_values)
+            seen = len(tv) - np.searchsorted(tv, raw[over], side="left")
+            p[over] = np.maximum(p[over], seen / self.n)
         p[~np.isfinite(raw)] = 1.0
         return np.clip(p, 1e-300, 1.0)
 

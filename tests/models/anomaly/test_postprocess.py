@@ -8,6 +8,7 @@ from models.anomaly.postprocess import (
     event_spans,
     merge_attributions,
     merge_events,
+    online_calibrate,
     threshold,
 )
 
@@ -66,6 +67,35 @@ def test_calibration_round_trips_and_handles_ties():
     again = Calibrator.from_dict(cal.as_dict())
     np.testing.assert_allclose(cal.transform(raw), again.transform(raw))
     assert cal.transform(np.array([0.0]))[0] < 10
+
+
+def test_a_score_is_never_rarer_than_the_calibration_part_shows():
+    """A light, bounded tail fitted to a few recurring top scores must not call those very
+    scores one-in-a-million: k of n calibration windows at or above x means p(x) >= k / n."""
+    rng = np.random.default_rng(0)
+    # A daily routine: the same two large errors every day, tiny ones otherwise.
+    day = np.r_[rng.uniform(0.0, 0.001, 286), 0.0193, 0.0194]
+    raw = np.tile(day, 10)
+    cal = Calibrator.fit(raw)
+    p = cal.exceedance(np.array([0.0193, 0.0194]))
+    assert p[0] >= 20 / len(raw) and p[1] >= 10 / len(raw)
+    assert (cal.transform(np.array([0.0193, 0.0194])) < 50).all()
+    assert cal.transform(np.array([0.05]))[0] == 100.0  # far beyond anything seen still alarms
+    # Streaming (NAB): after the first day the routine never alarms again.
+    stream = online_calibrate(day[:200], np.tile(day, 12), 288)
+    assert not (stream[288:] >= 50).any()
+
+
+def test_a_calibrator_saved_without_its_tail_values_loads_and_calibrates_as_before():
+    raw = np.random.default_rng(1).gamma(2.0, 1.0, 5000)
+    cal = Calibrator.fit(raw)
+    old = {k: v for k, v in cal.as_dict().items() if k != "tail_values"}
+    again = Calibrator.from_dict(old)
+    assert again.tail_values == []
+    # Without them only the fitted tail decides; the floor can only make scores less rare.
+    x = np.linspace(0, 20, 50)
+    assert (again.exceedance(x) <= cal.exceedance(x) + 1e-15).all()
+    assert (again.exceedance(x) < cal.exceedance(x)).any()
 
 
 def test_thresholds_per_group():
