@@ -99,9 +99,15 @@ class Calibrator:
             # which can lie at or below scores the calibration part itself holds; NAB's
             # noise-free daily series repeats the same largest error every day, and each
             # repetition calibrated to 100, a one-in-a-million event, once a day.
-            tv = np.asarray(self.tail_values)
-            seen = len(tv) - np.searchsorted(tv, raw[over], side="left")
-            p[over] = np.maximum(p[over], seen / self.n)
+            # Interpolated between the observed values, so the floor falls strictly and the
+            # calibrated score stays strictly increasing in the raw one (a step function
+            # would map a range of raw scores to one value, and a rule such as BGL's "the
+            # calibrated value of logit 0" would then flag scores below 0).
+            values, first = np.unique(np.asarray(self.tail_values), return_index=True)
+            seen = (len(self.tail_values) - first) / self.n  # share at or above each value
+            xs = np.r_[self.tail_u, values]
+            ps = np.r_[max(1.0 - TAIL_Q, seen[0]), seen]
+            p[over] = np.maximum(p[over], np.interp(raw[over], xs, ps, right=0.0))
         p[~np.isfinite(raw)] = 1.0
         return np.clip(p, 1e-300, 1.0)
 
