@@ -4,9 +4,10 @@ threshold → events.
 Calibration turns any raw score into "how rare is this among validation windows": the
 exceedance probability p of the raw score (empirical below the 95th percentile, a
 generalised Pareto tail above it, so scores beyond anything seen in validation still
-rank, but never rarer than the share of validation windows that reached them), mapped to ``100 · min(1, -log10 p / 6)``. A calibrated 50 is therefore a one-in-a-
-thousand window, 67 one in ten thousand, 100 one in a million or rarer — the same meaning
-for every method and dataset, which is what lets one threshold rule serve them all.
+rank, but never rarer than the share of validation windows that reached them), mapped to
+``100 · min(1, -log10 p / 6)``. A calibrated 50 is therefore a one-in-a-thousand window,
+67 one in ten thousand, 100 one in a million or rarer — the same meaning for every method
+and dataset, which is what lets one threshold rule serve them all.
 """
 
 from __future__ import annotations
