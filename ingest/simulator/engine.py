@@ -8,7 +8,8 @@ it runs on smoothly across block boundaries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -408,6 +409,39 @@ def compute_block(sim: Simulator, b: int) -> Block:
         host_mask=host_mask,
         logs=LogEvents.concat([logs, scen]).sorted(),
     )
+
+
+def counterfactual_p(
+    sim: Simulator, b: int, placements: Sequence[Mapping[int, int]]
+) -> list[np.ndarray]:
+    """P [S, I] of block ``b`` (columns in ``Block.inst_ids`` order) under other placements.
+
+    Each mapping moves instance ids to node indices for the block's steps where the instance
+    runs; everything else is as simulated: the same loads and bursts, the same scenario
+    effects on demand, the same P noise. With an empty mapping the result equals the block's
+    own ``p``. What-if evaluations compare a model's answer with it.
+    """
+    ctx = _context(sim, b)
+    ctx.load = _load(ctx)
+    vm = _demand(ctx)
+    _apply(sim, ctx.s0, ctx.s1, ctx.inst_ids, ctx.node_of, vm, None, "demand")
+    col = {int(i): k for k, i in enumerate(ctx.inst_ids)}
+    out = []
+    for moves in placements:
+        unknown = sorted(set(moves) - set(col))
+        if unknown:
+            raise ValueError(f"instances {unknown} do not run in block {b}")
+        node_of = ctx.node_of.copy()
+        for inst, node in moves.items():
+            if not 0 <= node < sim.fleet.n_nodes:
+                raise ValueError(f"no node {node} in a fleet of {sim.fleet.n_nodes}")
+            k = col[int(inst)]
+            node_of[:, k] = np.where(node_of[:, k] >= 0, node, -1)
+        node_safe = np.maximum(node_of, 0)
+        running = (node_of >= 0) & ~ctx.down[ctx.rows, node_safe]
+        moved = replace(ctx, node_of=node_of, node_safe=node_safe, running=running)
+        out.append(np.where(running, _contend(moved, vm).p, np.nan).astype(np.float32))
+    return out
 
 
 def _host_metrics(ctx: _Ctx, vm: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

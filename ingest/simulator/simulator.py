@@ -9,7 +9,7 @@ stream, a backfill and a file export of the same config agree exactly.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,7 @@ import pandas as pd
 
 from ingest.simulator.catalogue import CATALOGUE
 from ingest.simulator.config import SECONDS_PER_DAY, SimConfig, rng_for
-from ingest.simulator.engine import Block, compute_block
+from ingest.simulator.engine import Block, compute_block, counterfactual_p
 from ingest.simulator.fleet import Fleet, build_fleet
 from ingest.simulator.health import ACTIONS, COVARIATES, OUTCOMES, MitigationData, mitigation_frames
 from ingest.simulator.inject import PlannedLine, number_cases, plan_case_logs, plan_cases
@@ -215,6 +215,17 @@ class Simulator:
 
         gen = int(f.node_gen[node])
         return predict_p_given_placement(placed(instance), [placed(i) for i in neighbours], gen)
+
+    def counterfactual_p(
+        self, block: int, placements: Sequence[Mapping[int, int]]
+    ) -> list[np.ndarray]:
+        """P [S, I] of hour block ``block`` had instances run on other nodes: one array per
+        mapping {instance id: node index}, columns as ``simulate_chunk`` of that block gives
+        them. Unlike ``predict_p``, loads, bursts, scenario effects and P noise are the
+        block's own, so the answer is what the simulator would have recorded as ``p``."""
+        if not 0 <= block < -(-self.n_steps // self.config.steps_per_block):
+            raise ValueError(f"no block {block} in a {self.n_steps}-step period")
+        return counterfactual_p(self, block, placements)
 
     def block_instances_at(self, step: int) -> np.ndarray:
         return self.placements.block(step, step + 1)[0]

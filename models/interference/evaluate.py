@@ -2,6 +2,7 @@
 
     python manage.py evaluate interference --dataset sim --seed 0 [--json OUT] [--quick]
     python manage.py evaluate interference --dataset lab --path var/lab [--json OUT]
+    python manage.py evaluate interference --dataset sim --what-if MODEL_DIR [--seed S]
     python -m models.interference.evaluate ...   (the same without Django)
 
 Simulator protocol: ``--seed S`` is the test fleet. Each of ``--partitions`` random
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.interference import whatif_eval
 from models.interference.baselines import METHODS, Baseline, BaselineConfig
 from models.interference.calibration import interval_metrics
 from models.interference.features import Windows
@@ -74,6 +76,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a small run (tests, smoke checks)")
     parser.add_argument("--json", dest="json_out", help="write the result as JSON here")
     parser.add_argument("--keep", help="keep each partition's Telltale artefact under this dir")
+    parser.add_argument(
+        "--what-if",
+        dest="what_if",
+        metavar="MODEL_DIR",
+        help="sim: instead of the workload protocol, check the what-if placement answers of "
+        "the model in MODEL_DIR against the simulator's counterfactual placements on the "
+        "test fleet (models/interference/whatif_eval.py)",
+    )
+    parser.add_argument("--moves", type=int, default=400, help="--what-if: moves to draw")
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -297,6 +308,12 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
+    if getattr(args, "what_if", None):
+        if args.dataset != "sim":
+            raise ValueError("--what-if needs the simulator's counterfactuals: --dataset sim")
+        result = whatif_eval.run(args)
+        _write_json(args, result)
+        return result
     began = time.perf_counter()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(ALL_METHODS))
@@ -316,13 +333,19 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
         **body,
         "seconds": round(time.perf_counter() - began, 1),
     }
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=1) + "\n")
+    _write_json(args, result)
     return result
 
 
+def _write_json(args: argparse.Namespace, result: dict) -> None:
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(result, indent=1) + "\n")
+
+
 def format_table(result: dict) -> str:
+    if result.get("protocol") == "what-if":
+        return whatif_eval.format_table(result)
     lines = [
         f"interference evaluation on {result['dataset']} "
         f"({len(result.get('partitions', []))} partitions, unseen workloads)",

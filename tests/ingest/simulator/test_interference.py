@@ -147,3 +147,56 @@ def test_predict_p_tracks_the_simulated_p():
         assert sim.predict_p(int(inst), node, 200, neighbours=[]) >= predicted[-1]
     assert np.corrcoef(predicted, simulated)[0, 1] > 0.6
     assert abs(np.mean(predicted) - np.mean(simulated)) < 0.1
+
+
+def test_a_counterfactual_without_moves_is_the_recorded_p():
+    from ingest.simulator import Simulator
+
+    from .conftest import quiet_config
+
+    sim = Simulator(quiet_config(hours=2))
+    recorded = sim.simulate_chunk(240, 240).p
+    [again] = sim.counterfactual_p(1, [{}])
+    np.testing.assert_array_equal(again, recorded)
+
+
+def test_a_counterfactual_move_slows_the_new_neighbours_and_relieves_the_old_ones():
+    """The same loads and noise, one instance elsewhere: only the two nodes change, each in
+    the direction contention says, exactly where the instance runs."""
+    from ingest.simulator import Simulator
+
+    from .conftest import quiet_config
+
+    sim = Simulator(quiet_config(hours=2))
+    chunk = sim.simulate_chunk(240, 240)
+    demand = np.nansum(chunk.vm_metric("vm_cpu_utilization_ratio"), axis=0)
+    col = int(np.argmax(demand))  # the busiest instance: its move matters
+    source = int(chunk.node_of[-1, col])
+    target = (source + 1) % sim.fleet.n_nodes
+    [after] = sim.counterfactual_p(1, [{int(chunk.instance_idx[col]): target}])
+    nodes = chunk.node_of[-1]
+    new_nbrs = nodes == target
+    old_nbrs = (nodes == source) & (np.arange(len(nodes)) != col)
+    elsewhere = ~new_nbrs & ~old_nbrs & (np.arange(len(nodes)) != col)
+    assert np.all(after[:, new_nbrs] <= chunk.p[:, new_nbrs])
+    assert np.nanmean(after[:, new_nbrs]) < np.nanmean(chunk.p[:, new_nbrs])
+    assert np.all(after[:, old_nbrs] >= chunk.p[:, old_nbrs])
+    assert np.nanmean(after[:, old_nbrs]) > np.nanmean(chunk.p[:, old_nbrs])
+    np.testing.assert_array_equal(after[:, elsewhere], chunk.p[:, elsewhere])
+    np.testing.assert_array_equal(np.isnan(after[:, col]), np.isnan(chunk.p[:, col]))
+    assert not np.array_equal(after[:, col], chunk.p[:, col])
+
+
+def test_a_counterfactual_names_what_it_cannot_move():
+    from ingest.simulator import Simulator
+
+    from .conftest import quiet_config
+
+    sim = Simulator(quiet_config(hours=2))
+    chunk = sim.simulate_chunk(0, 240)
+    with pytest.raises(ValueError, match="do not run in block 0"):
+        sim.counterfactual_p(0, [{sim.fleet.n_instances + 5: 0}])
+    with pytest.raises(ValueError, match="no node"):
+        sim.counterfactual_p(0, [{int(chunk.instance_idx[0]): sim.fleet.n_nodes}])
+    with pytest.raises(ValueError, match="no block 2"):
+        sim.counterfactual_p(2, [{}])
