@@ -184,6 +184,7 @@ def interference_artefact(tmp_path_factory):
             max_train_windows=600,
             max_val_windows=200,
             threads=1,  # two intra-op threads spin on each other on shared cores
+            what_if_moves=40,
         )
     )
     return str(out)

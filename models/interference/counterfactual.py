@@ -1,4 +1,6 @@
-"""What-if placement checked against the simulator: how right is "what if I move it there?"
+"""What-if answers against the simulator's counterfactual placements: evaluation and margin.
+
+How right is "what if I move it there?"
 
     python manage.py evaluate interference --dataset sim --what-if MODEL_DIR \
         [--seed 0] [--moves 400] [--json OUT]
@@ -41,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.simulator import Chunk, SimConfig, Simulator
+from models.interference.calibration import apply_margin, group_margin, interval_metrics
 from models.interference.data import SIM_START
 from models.interference.features import CAPACITY_KEYS
 from models.interference.predictor import InterferencePredictor, NeighbourInput, VictimInput
@@ -92,14 +95,22 @@ def _masked(vm: np.ndarray, node_of: np.ndarray, col: int, node: int) -> np.ndar
     return np.where((node_of[:, col] == node)[:, None], vm[:, col], np.nan)
 
 
-def sample_moves(sim: Simulator, n: int, window: int, seed: int = 0) -> list[Move]:
-    """``n`` random moves, ``MOVES_PER_BLOCK`` per randomly chosen hour block."""
+def sample_moves(
+    sim: Simulator,
+    n: int,
+    window: int,
+    seed: int = 0,
+    workloads: Sequence[int] | None = None,
+) -> list[Move]:
+    """``n`` random moves, ``MOVES_PER_BLOCK`` per randomly chosen hour block; ``workloads``
+    (archetype ids) limits which instances move."""
     rng = np.random.default_rng(seed)
     per = sim.config.steps_per_block
     blocks = [b for b in range(-(-sim.n_steps // per)) if sim.block_steps(b) >= window]
     if not blocks:
         raise ValueError(f"the fleet has no hour block of {window} steps")
-    picked = rng.choice(blocks, -(-n // MOVES_PER_BLOCK), replace=len(blocks) < n)
+    needed = -(-n // MOVES_PER_BLOCK)
+    picked = rng.choice(blocks, needed, replace=len(blocks) < needed)
     moves: list[Move] = []
     for b in sorted(int(x) for x in picked):
         chunk = sim.simulate_chunk(b * per, sim.block_steps(b))
@@ -113,6 +124,8 @@ def sample_moves(sim: Simulator, n: int, window: int, seed: int = 0) -> list[Mov
                 & (nodes[0] >= 0)
                 & (~np.isnan(chunk.vm[rows]).all(axis=2)).all(axis=0)
             )
+            if workloads is not None:
+                ok &= np.isin(sim.fleet.inst_arch[chunk.instance_idx], list(workloads))
             up = np.flatnonzero(~down[rows].any(axis=0))
             cols = np.flatnonzero(ok)
             if not len(cols) or len(up) < 2:
@@ -175,6 +188,38 @@ def _outcome(
         answer=np.array([[p.p, p.p_low, p.p_high] for p in (answer.moved, *answer.existing)]),
         in_place=np.array([p.p for p in model.predict(here)]),
     )
+
+
+def what_if_extra_margin(
+    model: InterferencePredictor,
+    sim: Simulator,
+    workloads: Sequence[int],
+    coverage: float,
+    moves: int = 400,
+    seed: int = 0,
+) -> dict:
+    """How much wider than in place the moved instance's interval must be.
+
+    Moves of instances of ``workloads`` (held out of fitting) on the training fleet ``sim``,
+    answered with the in-place margin; the extra margin is the largest per-workload conformal
+    margin of those answers against the counterfactual truth, never below 0 (a what-if
+    interval is never narrower than an in-place one). In place the model's error is that of a
+    new window; a move adds the error of reading the instance's behaviour from where it runs.
+    """
+    outcomes = run_moves(model, sim, sample_moves(sim, moves, model.window_steps, seed, workloads))
+    if not outcomes:
+        return {"what_if_extra_margin": 0.0, "what_if_n": 0}
+    answers = np.array([o.answer[0] for o in outcomes])
+    truth = np.array([o.moved_after for o in outcomes])
+    groups = sim.fleet.inst_arch[[o.move.instance for o in outcomes]]
+    extra = max(0.0, group_margin(answers, truth, groups, coverage))
+    widened = apply_margin(answers, extra)
+    return {
+        "what_if_extra_margin": extra,
+        "what_if_n": len(outcomes),
+        "what_if_in_place_margin": interval_metrics(answers, truth),
+        "what_if_validation": interval_metrics(widened, truth),
+    }
 
 
 def _window_mean(p: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.interference import whatif_eval
+from models.interference import counterfactual
 from models.interference.baselines import METHODS, Baseline, BaselineConfig
 from models.interference.calibration import interval_metrics
 from models.interference.features import Windows
@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL_DIR",
         help="sim: instead of the workload protocol, check the what-if placement answers of "
         "the model in MODEL_DIR against the simulator's counterfactual placements on the "
-        "test fleet (models/interference/whatif_eval.py)",
+        "test fleet (models/interference/counterfactual.py)",
     )
     parser.add_argument("--moves", type=int, default=400, help="--what-if: moves to draw")
 
@@ -311,7 +311,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     if getattr(args, "what_if", None):
         if args.dataset != "sim":
             raise ValueError("--what-if needs the simulator's counterfactuals: --dataset sim")
-        result = whatif_eval.run(args)
+        result = counterfactual.run(args)
         _write_json(args, result)
         return result
     began = time.perf_counter()
@@ -345,7 +345,7 @@ def _write_json(args: argparse.Namespace, result: dict) -> None:
 
 def format_table(result: dict) -> str:
     if result.get("protocol") == "what-if":
-        return whatif_eval.format_table(result)
+        return counterfactual.format_table(result)
     lines = [
         f"interference evaluation on {result['dataset']} "
         f"({len(result.get('partitions', []))} partitions, unseen workloads)",

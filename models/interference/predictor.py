@@ -39,7 +39,11 @@ It answers "what does the model think would change", not a causal guarantee.
 What-if moves an instance onto a target node: P of the moved instance next to the target's
 instances, and P of each of those with the moved one added. The moved instance's own matrix
 was measured where it runs now, contention symptoms included; the model reads it as the
-instance's behaviour (see docs/interference.md, limitations).
+instance's behaviour (see docs/interference.md, limitations). A move is answered less
+accurately than an in-place question, so the moved instance's interval is widened by
+``what_if_extra_margin`` (``calibration.json``; 0 for artefacts without it), calibrated on
+simulated moves of held-out workloads against the simulator's counterfactual placements
+(``models/interference/counterfactual.py``).
 """
 
 from __future__ import annotations
@@ -117,6 +121,7 @@ class InterferencePredictor:
         self.capacity_keys: tuple[str, ...] = CAPACITY_KEYS
         self.coverage: float = float(meta.get("coverage_target", float("nan")))
         self._counters = counter_columns(self.metric_names)
+        self.what_if_extra_margin = 0.0  # the moved instance's interval: this much wider
 
     @classmethod
     def load(cls, artefact_dir: str | Path) -> InterferencePredictor:
@@ -140,7 +145,10 @@ class InterferencePredictor:
             net.load_state_dict(torch.load(path, weights_only=True))
             nets[name] = net
         meta = {**config, "coverage_target": calibration["coverage_target"]}
-        return cls(nets, scaler, float(calibration["margin"]), meta)
+        model = cls(nets, scaler, float(calibration["margin"]), meta)
+        # Artefacts calibrated before what-if margins existed widen a move as in place.
+        model.what_if_extra_margin = float(calibration.get("what_if_extra_margin", 0.0))
+        return model
 
     # ------------------------------------------------------------------ predictions
     def predict(self, victims: Sequence[VictimInput]) -> list[Prediction]:
@@ -229,7 +237,10 @@ class InterferencePredictor:
             others = nbrs[:i] + nbrs[i + 1 :] + [as_nbr]
             victims.append(VictimInput(n.instance_id, n.matrix, others, target_capacity))
         preds = self.predict(victims)
-        return WhatIf(moved=preds[0], existing=preds[1:])
+        m = preds[0]
+        wide = apply_margin(np.array([[m.p, m.p_low, m.p_high]]), self.what_if_extra_margin)[0]
+        moved = Prediction(m.instance_id, m.p, float(wide[1]), float(wide[2]))
+        return WhatIf(moved=moved, existing=preds[1:])
 
     def what_if_placement(
         self,

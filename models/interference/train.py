@@ -93,6 +93,9 @@ class TrainConfig:
     # (a member that failed to train, e.g. the LSTM on a few dozen lab windows, would only
     # add its error to the mean).
     member_tolerance: float = 2.0
+    # Simulated moves of validation-workload instances that calibrate how much wider a
+    # what-if answer's interval is than an in-place one (0: as in place).
+    what_if_moves: int = 400
     seed: int = 0
     threads: int = 2
     fast_dev_run: bool = False
@@ -255,6 +258,10 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
         margin,
         calibration["validation"]["coverage"],
     )
+    if data is None and not cfg.dataset and cfg.what_if_moves and not cfg.fast_dev_run:
+        calibration.update(
+            _what_if_calibration(cfg, {n: nets[n] for n in kept}, scaler, margin, val.group)
+        )
     digest = data_hash(fit, val)
     seconds = time.perf_counter() - began
     metrics = {
@@ -294,6 +301,41 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
     _write(out / "config.json", config)
     _write(out / "metrics.json", metrics)
     return TrainResult(out, metrics, seconds, len(fit), len(val), digest)
+
+
+def _what_if_calibration(
+    cfg: TrainConfig,
+    nets: dict[str, torch.nn.Module],
+    scaler: FeatureScaler,
+    margin: float,
+    val_groups: np.ndarray,
+) -> dict:
+    """The moved instance's extra margin, from moves of the validation workloads' instances
+    on the first training fleet (simulated training only: the counterfactuals come from the
+    simulator)."""
+    from ingest.simulator import SimConfig
+    from models.interference.counterfactual import what_if_extra_margin
+    from models.interference.data import SIM_START, archetype_ids, simulator_excluding
+    from models.interference.predictor import InterferencePredictor
+
+    config = SimConfig(
+        seed=int(cfg.seeds[0]),
+        n_nodes=cfg.n_nodes,
+        n_instances=cfg.n_instances,
+        hours=cfg.hours,
+        start=SIM_START,
+    )
+    sim = simulator_excluding(config, archetype_ids(cfg.exclude_archetypes))
+    model = InterferencePredictor(nets, scaler, margin, {"coverage_target": cfg.coverage})
+    workloads = sorted(int(g) for g in np.unique(val_groups))
+    out = what_if_extra_margin(model, sim, workloads, cfg.coverage, cfg.what_if_moves, cfg.seed)
+    log.info(
+        "what-if: extra margin %.4f from %d moves of workloads %s",
+        out["what_if_extra_margin"],
+        out["what_if_n"],
+        workloads,
+    )
+    return out
 
 
 def _write(path: Path, data: object) -> None:

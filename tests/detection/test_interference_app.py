@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -140,10 +141,16 @@ def test_interference_pages(fleet, interference_artefact, viewer_client):
     target = Node.objects.exclude(pk=instance.node_id).first()
     page = viewer_client.get(reverse("what_if"), {"instance": instance.name, "node": target.name})
     assert page.context["result"]["moved"]["instance"] == instance.name
+    # The moved instance's wider interval is stated with the artefact's own figure.
+    widening = json.loads((Path(interference_artefact) / "calibration.json").read_text())[
+        "what_if_extra_margin"
+    ]
+    assert page.context["widening_pp"] == pytest.approx(100 * widening)
+    assert f"{100 * widening:.1f} pp wider on each side" in page.text
 
 
 def test_interval_coverage_is_unknown_rather_than_invented(tmp_path):
-    from webapp.detection.interference import interval_coverage
+    from webapp.detection.interference import interval_coverage, what_if_widening
     from webapp.detection.models import ModelVersion
 
     assert interval_coverage(None) is None
@@ -151,5 +158,10 @@ def test_interval_coverage_is_unknown_rather_than_invented(tmp_path):
     assert interval_coverage(version) is None  # no calibration.json
     (tmp_path / "calibration.json").write_text('{"coverage_target": 0.8}')
     assert interval_coverage(version) == 0.8
+    assert what_if_widening(version) is None  # calibrated before what-if margins existed
+    (tmp_path / "calibration.json").write_text(
+        '{"coverage_target": 0.8, "what_if_extra_margin": 0.02}'
+    )
+    assert what_if_widening(version) == 0.02
     (tmp_path / "calibration.json").write_text("{not json")
     assert interval_coverage(version) is None

@@ -45,10 +45,20 @@ STEP_SECONDS = 15  # the sampling step the interference model is trained at
 def interval_coverage(version: ModelVersion | None) -> float | None:
     """The share of P an interval of ``version`` is calibrated to contain, from its artefact
     (read as JSON, so pages do not load the network); None when unknown."""
+    return _calibration_value(version, "coverage_target")
+
+
+def what_if_widening(version: ModelVersion | None) -> float | None:
+    """How much wider (each side, in P) a moved instance's what-if interval is than an
+    in-place one, calibrated on simulated moves; None when the artefact was not."""
+    return _calibration_value(version, "what_if_extra_margin")
+
+
+def _calibration_value(version: ModelVersion | None, key: str) -> float | None:
     if version is None or not version.artefact_path:
         return None
     try:
-        return float(read_calibration(version.artefact_path)["coverage_target"])
+        return float(read_calibration(version.artefact_path)[key])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

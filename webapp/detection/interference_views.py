@@ -18,7 +18,12 @@ from webapp.core import roles
 from webapp.core.tokens import authenticate, raw_token_from_request
 from webapp.dashboards import timerange
 from webapp.detection import charts, versions
-from webapp.detection.interference import WhatIfError, interval_coverage, what_if
+from webapp.detection.interference import (
+    WhatIfError,
+    interval_coverage,
+    what_if,
+    what_if_widening,
+)
 from webapp.detection.models import InterferencePrediction, ModelVersion
 from webapp.telemetry.models import Instance, Node
 
@@ -149,6 +154,8 @@ def what_if_page(request):
             result = what_if(instance_name, node_name)
         except WhatIfError as exc:
             error = str(exc)
+    promoted = versions.promoted(ModelVersion.KIND_INTERFERENCE)
+    widening = what_if_widening(promoted)
     return render(
         request,
         "detection/what_if.html",
@@ -161,6 +168,8 @@ def what_if_page(request):
             "node_name": node_name,
             "result": result,
             "error": error,
+            "coverage": interval_coverage(promoted),
+            "widening_pp": None if widening is None else 100 * widening,
         },
     )
 

@@ -8,9 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from models.interference.evaluate import add_arguments, format_table, run
-from models.interference.predictor import InterferencePredictor
-from models.interference.whatif_eval import (
+from models.interference.counterfactual import (
     DIRECTION_MIN,
     Move,
     Outcome,
@@ -18,7 +16,10 @@ from models.interference.whatif_eval import (
     run_moves,
     sample_moves,
     summarise,
+    what_if_extra_margin,
 )
+from models.interference.evaluate import add_arguments, format_table, run
+from models.interference.predictor import InterferencePredictor
 
 SMALL = {"nodes": 6, "instances": 48, "hours": 2.0}
 
@@ -133,3 +134,15 @@ def test_what_if_evaluation_refuses_the_lab_and_a_training_fleet(trained):
     args.seed = trained_seed
     with pytest.raises(ValueError, match=f"trained on fleet seed {trained_seed}"):
         run(args)
+
+
+def test_the_what_if_margin_covers_its_own_moves_per_workload(fleet, trained):
+    model = InterferencePredictor.load(trained)
+    workloads = sorted({int(a) for a in fleet.fleet.inst_arch[:20]})[:2]
+    out = what_if_extra_margin(model, fleet, workloads, coverage=0.9, moves=40, seed=4)
+    assert out["what_if_n"] == 40
+    assert out["what_if_extra_margin"] >= 0.0
+    assert out["what_if_validation"]["coverage"] >= 0.9
+    assert out["what_if_validation"]["coverage"] >= out["what_if_in_place_margin"]["coverage"]
+    moved = sample_moves(fleet, 40, model.window_steps, 4, workloads)
+    assert {int(fleet.fleet.inst_arch[m.instance]) for m in moved} <= set(workloads)

@@ -101,6 +101,24 @@ def test_what_if_predicts_moved_and_existing(model, sim_windows):
     assert empty.existing == [] and 0 <= empty.moved.p <= 1
 
 
+def test_only_the_moved_instances_interval_is_widened_by_the_what_if_margin(trained, sim_windows):
+    w = sim_windows
+    plain = InterferencePredictor.load(trained)
+    assert plain.what_if_extra_margin == 0.0  # calibrated without moves: as in place
+    wide = InterferencePredictor.load(trained)
+    wide.what_if_extra_margin = 0.05
+    target = [NeighbourInput(f"t{j}", w.victim[10 + j]) for j in range(3)]
+    a = plain.what_if(w.victim[0], target, CAP, moved_id="m")
+    b = wide.what_if(w.victim[0], target, CAP, moved_id="m")
+    assert b.moved.p == a.moved.p
+    assert b.moved.p_low == pytest.approx(max(0.0, a.moved.p_low - 0.05))
+    assert b.moved.p_high == pytest.approx(min(1.0, a.moved.p_high + 0.05))
+    assert b.existing == a.existing
+    # An in-place prediction of the same instance is not widened.
+    victim = VictimInput("m", w.victim[0], target, CAP)
+    assert wide.predict([victim]) == plain.predict([victim])
+
+
 def test_what_if_validation(model, sim_windows):
     m = sim_windows.victim[0]
     target = [NeighbourInput("t0", sim_windows.victim[1])]

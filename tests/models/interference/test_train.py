@@ -125,3 +125,17 @@ def test_conformal_margin_reaches_the_target_coverage():
     assert margin > 0
     cov = interval_metrics(apply_margin(pred[1000:], margin), y[1000:])["coverage"]
     assert 0.87 < cov < 0.93
+
+
+def test_training_on_simulated_fleets_calibrates_the_what_if_margin(tmp_path):
+    cfg = TrainConfig(
+        out_dir=str(tmp_path), n_nodes=4, n_instances=32, hours=2.0, stride_steps=20,
+        epochs=1, lstm_epochs=1, patience=0, d_model=16, dim_ff=32, threads=1,
+        what_if_moves=20,
+    )  # fmt: skip
+    train(cfg)
+    calibration = json.loads((tmp_path / "calibration.json").read_text())
+    assert 0 < calibration["what_if_n"] <= 20
+    assert calibration["what_if_validation"]["coverage"] >= cfg.coverage
+    model = InterferencePredictor.load(tmp_path)
+    assert model.what_if_extra_margin == calibration["what_if_extra_margin"] >= 0.0
