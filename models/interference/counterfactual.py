@@ -206,7 +206,12 @@ def what_if_extra_margin(
     interval is never narrower than an in-place one). In place the model's error is that of a
     new window; a move adds the error of reading the instance's behaviour from where it runs.
     """
-    outcomes = run_moves(model, sim, sample_moves(sim, moves, model.window_steps, seed, workloads))
+    stored, model.what_if_extra_margin = model.what_if_extra_margin, 0.0  # in place first
+    try:
+        drawn = sample_moves(sim, moves, model.window_steps, seed, workloads)
+        outcomes = run_moves(model, sim, drawn)
+    finally:
+        model.what_if_extra_margin = stored
     if not outcomes:
         return {"what_if_extra_margin": 0.0, "what_if_n": 0}
     answers = np.array([o.answer[0] for o in outcomes])

@@ -140,6 +140,9 @@ def test_the_what_if_margin_covers_its_own_moves_per_workload(fleet, trained):
     model = InterferencePredictor.load(trained)
     workloads = sorted({int(a) for a in fleet.fleet.inst_arch[:20]})[:2]
     out = what_if_extra_margin(model, fleet, workloads, coverage=0.9, moves=40, seed=4)
+    model.what_if_extra_margin = 0.5  # a margin already in the artefact is not counted in
+    assert what_if_extra_margin(model, fleet, workloads, 0.9, 40, 4) == out
+    assert model.what_if_extra_margin == 0.5
     assert out["what_if_n"] == 40
     assert out["what_if_extra_margin"] >= 0.0
     assert out["what_if_validation"]["coverage"] >= 0.9
