@@ -24,7 +24,8 @@ from models.anomaly.logmining import TemplateTable
 from models.anomaly.module import DEFAULT_TOPK, forecast_errors, raw_scores
 
 
-def _ranked(names: list[str], values: np.ndarray, top: int) -> list[tuple[str, float]]:
+def ranked_shares(names: list[str], values: np.ndarray, top: int = 5) -> list[tuple[str, float]]:
+    """Names ranked by value, each with its share of the total (positive values only)."""
     total = float(values.sum())
     if total <= 0 or not np.isfinite(total):
         return []
@@ -81,11 +82,11 @@ def attribute(
 
     out_list = []
     for b in range(B):
-        metrics = _ranked(metric_names, metric_part[b], top)
+        metrics = ranked_shares(metric_names, metric_part[b], top)
         templates: list[tuple[str, float]] = []
         if template_part[b] and table is not None:
             ids = list(template_part[b])
             texts = [table.texts[i] for i in ids]
-            templates = _ranked(texts, np.array([template_part[b][i] for i in ids]), top)
+            templates = ranked_shares(texts, np.array([template_part[b][i] for i in ids]), top)
         out_list.append((metrics, templates))
     return out_list

@@ -295,26 +295,47 @@ class AnomalyDetector:
         spec = spec or self.specs.get(group.name)
         parts: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(keys), batch_size):
-            k = keys[i : i + batch_size]
-            entries = None
-            if group.logs is not None and self.table is not None:
-                entries = group.logs.window_entries(k[:, 0], k[:, 1], self.window_steps)
-            values = None
-            if group.values.shape[-1]:
-                values = group.window_values(k[:, 0], k[:, 1], self.window_steps)
-            batch = assemble(
-                group.name,
-                values,
-                group.window_end_ts(k[:, 1], k[:, 0]),
-                entries,
-                spec,
-                self.table if entries is not None else None,
-                self.shape,
-                targets=[group.target_names[t] for t in k[:, 0]],
-            )
+            batch = self._group_batch(group, keys[i : i + batch_size], spec)
             for name, arr in self.run_batch(batch).items():
                 parts.setdefault(name, []).append(arr)
         return {name: np.concatenate(v) for name, v in parts.items()}
+
+    def explain_group(
+        self,
+        group: SeriesGroup,
+        keys: np.ndarray,
+        spec: FeatureSpec | None = None,
+        batch_size: int = 256,
+    ) -> list[tuple[list[tuple[str, float]], list[tuple[str, float]]]]:
+        """Evaluation path: (metrics, templates) attribution of windows (target, end), as
+        ``score`` computes it for anomalous windows."""
+        spec = spec or self.specs.get(group.name)
+        names = spec.metric_names if spec is not None else []
+        out: list[tuple[list[tuple[str, float]], list[tuple[str, float]]]] = []
+        for i in range(0, len(keys), batch_size):
+            k = keys[i : i + batch_size]
+            batch = self._group_batch(group, k, spec)
+            scale = self._scale(group.name, [group.target_names[t] for t in k[:, 0]])
+            out += attribute(self.net, batch, self.mode, names, self.table, scale, self.topk)
+        return out
+
+    def _group_batch(self, group: SeriesGroup, k: np.ndarray, spec: FeatureSpec | None) -> Batch:
+        entries = None
+        if group.logs is not None and self.table is not None:
+            entries = group.logs.window_entries(k[:, 0], k[:, 1], self.window_steps)
+        values = None
+        if group.values.shape[-1]:
+            values = group.window_values(k[:, 0], k[:, 1], self.window_steps)
+        return assemble(
+            group.name,
+            values,
+            group.window_end_ts(k[:, 1], k[:, 0]),
+            entries,
+            spec,
+            self.table if entries is not None else None,
+            self.shape,
+            targets=[group.target_names[t] for t in k[:, 0]],
+        )
 
     def _window_batch(self, level: str, windows: list[Window]) -> Batch:
         W, dt = self.window_steps, self.step_seconds

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.anomaly.attribution_eval import attribution_note, evaluate_attribution
 from models.anomaly.baselines import IsolationForestBaseline, LogTfidfLR, RobustZ
 from models.anomaly.datasets import Split, asd, bgl, nab, nezha, smd
 from models.anomaly.datasets import sim as simdata
@@ -477,6 +478,15 @@ def run_sim(args) -> dict:
                 float(np.mean([a == b for a, b in zip(true, pred, strict=True)])) if true else None
             )
             extra["recall_by_variant"] = _recall_by_variant(test_scored, test.segments, levels)
+            extra["attribution"] = evaluate_attribution(
+                det,
+                {"vm": test.vm, "host": test.host},
+                specs,
+                test_scored,
+                test.segments,
+                levels,
+                test.case_templates,
+            )
         rows[method.name] = res
     n_cases = sum(s.kind == "anomaly" for s in test.segments)
     n_dec = sum(s.kind == "deceptive" for s in test.segments)
@@ -499,6 +509,7 @@ def run_sim(args) -> dict:
             f"test fleet seed {args.seed} ({args.variant_set} variants); training seeds "
             f"{trained.metrics['train_seed']}, validation {trained.metrics['val_seed']}",
             "event F1: an alarm event is true when it overlaps an anomaly case of its target",
+            attribution_note(extra["attribution"]),
         ],
     }
 

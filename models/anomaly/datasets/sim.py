@@ -11,7 +11,7 @@ Fleets used by training and evaluation never share a seed: training uses
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,6 +71,9 @@ class SimData:
     config: SimConfig
     n_lines: int
     cases: list
+    # Template-table indices of the lines each case (by case id) wrote: what an
+    # attribution should point at.
+    case_templates: dict[int, frozenset[int]] = field(default_factory=dict)
 
 
 def _bits_to_class(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +126,7 @@ def simulate(
     vm_mask = np.zeros((T, n_inst), np.uint64)
     host_mask = np.zeros((T, n_node), np.uint64)
     node_of = np.full((T, n_inst), -1, np.int32)
-    line_target, line_step, line_host, line_ids = [], [], [], []
+    line_target, line_step, line_host, line_ids, line_case = [], [], [], [], []
     t0 = int(config.start or 0)
     for chunk in sim.chunks():
         rows = slice(chunk.step0, chunk.step0 + chunk.n_steps)
@@ -139,11 +142,17 @@ def simulate(
             line_host.append(is_host)
             line_target.append(np.where(is_host, logs.node, logs.instance))
             line_step.append((logs.ts_ms // 1000 - t0) // dt)
+            line_case.append(logs.case)
     ids = np.concatenate(line_ids) if line_ids else np.zeros(0, np.int64)
     tmpl = resolve(ids) if resolve is not None else ids
     is_host = np.concatenate(line_host) if line_host else np.zeros(0, bool)
     target = np.concatenate(line_target) if line_target else np.zeros(0, np.int64)
     step = np.concatenate(line_step) if line_step else np.zeros(0, np.int64)
+    case = np.concatenate(line_case) if line_case else np.zeros(0, np.int64)
+    case_templates = {
+        int(c): frozenset(int(t) for t in np.unique(tmpl[case == c]))
+        for c in np.unique(case[case >= 0])
+    }
     vm_logs = LogStore.build(n_inst, T, target[~is_host], step[~is_host], tmpl[~is_host])
     host_logs = LogStore.build(n_node, T, target[is_host], step[is_host], tmpl[is_host])
 
@@ -165,7 +174,9 @@ def simulate(
         "host", list(HOST_METRIC_NAMES), ts, dt, host, node_names, host_logs, host_label, host_cls
     )
     segments = case_segments(sim, node_of, inst_names, node_names, patch_seconds)
-    return SimData(vm_group, host_group, segments, config, len(ids), list(sim.cases))
+    return SimData(
+        vm_group, host_group, segments, config, len(ids), list(sim.cases), case_templates
+    )
 
 
 def case_segments(
