@@ -23,6 +23,8 @@ from models.anomaly.datamodule import Batch
 from models.anomaly.logmining import TemplateTable
 from models.anomaly.module import DEFAULT_TOPK, forecast_errors, raw_scores
 
+SUPERVISED_REFERENCE = "zero"  # probe: "history" = the window's history median per input
+
 
 def ranked_shares(names: list[str], values: np.ndarray, top: int = 5) -> list[tuple[str, float]]:
     """Names ranked by value, each with its share of the total (positive values only)."""
@@ -65,7 +67,10 @@ def attribute(
         if mode == "supervised":
             g = grads[id(x)]
             if g is not None:
-                metric_part = (g * x).abs().sum(dim=(1, 3)).detach().numpy()
+                ref = torch.zeros_like(x)
+                if SUPERVISED_REFERENCE == "history" and x.shape[1] > 1:
+                    ref = x[:, :-1].median(dim=1, keepdim=True).values.expand_as(x)
+                metric_part = (g * (x - ref)).abs().sum(dim=(1, 3)).detach().numpy()
         else:
             err = forecast_errors(out, probe, net.patch_steps).detach()
             if err_scale is not None:
