@@ -1,6 +1,7 @@
 """Which metrics and which log templates made a window score high.
 
-- Supervised score (anomaly logit): gradient x input. Metric shares sum |grad · x| over
+- Supervised score (anomaly logit): gradient x (input - reference), the reference being
+  each input's median over the window's history. Metric shares sum |grad · (x - ref)| over
   time steps and channels of each metric; template shares sum |grad · w| over the patches
   where the template occurred (w = log1p(count), the weight the template enters with).
 - Forecast score: metric shares are each metric's share of the normalised forecast error
@@ -23,7 +24,16 @@ from models.anomaly.datamodule import Batch
 from models.anomaly.logmining import TemplateTable
 from models.anomaly.module import DEFAULT_TOPK, forecast_errors, raw_scores
 
-SUPERVISED_REFERENCE = "zero"  # probe: "history" = the window's history median per input
+
+def history_reference(x: torch.Tensor) -> torch.Tensor:
+    """The reference input of gradient x (input - reference): each summary's median over
+    the window's history patches (all but the last). Against zero, a metric that sits at
+    its usual, large level took a large share although nothing happened to it; against its
+    own history only what changed counts (sim validation fleet: the top metric is one the
+    case changed for 0.82 of detected cases, 0.75 against zero; docs/anomaly.md)."""
+    if x.shape[1] < 2:
+        return torch.zeros_like(x)
+    return x[:, :-1].median(dim=1, keepdim=True).values.expand_as(x)
 
 
 def ranked_shares(names: list[str], values: np.ndarray, top: int = 5) -> list[tuple[str, float]]:
@@ -67,10 +77,8 @@ def attribute(
         if mode == "supervised":
             g = grads[id(x)]
             if g is not None:
-                ref = torch.zeros_like(x)
-                if SUPERVISED_REFERENCE == "history" and x.shape[1] > 1:
-                    ref = x[:, :-1].median(dim=1, keepdim=True).values.expand_as(x)
-                metric_part = (g * (x - ref)).abs().sum(dim=(1, 3)).detach().numpy()
+                metric_part = (g * (x - history_reference(x))).abs().sum(dim=(1, 3))
+                metric_part = metric_part.detach().numpy()
         else:
             err = forecast_errors(out, probe, net.patch_steps).detach()
             if err_scale is not None:

@@ -73,3 +73,17 @@ def test_gradient_attribution_after_supervised_training(spec, table):
     only_log = np.flatnonzero(disk & ~high)
     top = [pairs[i][1][0][0] for i in only_log]
     assert np.mean([t == table.texts[1] for t in top]) > 0.8
+
+
+def test_the_supervised_reference_is_each_inputs_own_history():
+    """A summary that sits at the same large value all window long gives nothing to explain
+    (against zero it would take the largest share); the one that changed gives it all."""
+    from models.anomaly.attribution import history_reference
+
+    x = torch.zeros(1, 4, 3, 5)
+    x[0, :, 0, 0] = 9.0  # always high: its usual level
+    x[0, -1, 1, 0] = 2.0  # changed in the last patch
+    delta = x - history_reference(x)
+    assert torch.all(delta[0, :, 0] == 0)
+    assert delta[0, -1, 1, 0] == 2.0 and torch.count_nonzero(delta) == 1
+    assert torch.equal(history_reference(x[:, :1]), torch.zeros_like(x[:, :1]))
