@@ -1,9 +1,10 @@
 """Which metrics and which log templates made a window score high.
 
-- Supervised score (anomaly logit): gradient x (input - reference), the reference being
-  each input's median over the window's history, summed over time steps and channels of
-  each metric, averaged with each metric's change in the last patch (``blend_with_change``); template shares sum |grad · w| over the patches
-  where the template occurred (w = log1p(count), the weight the template enters with).
+- Supervised score (anomaly logit): metric shares are gradient x (input - reference), the
+  reference being each input's median over the window's history, summed over time steps
+  and channels of each metric, averaged with each metric's change in the last patch
+  (``blend_with_change``); template shares sum |grad · w| over the patches where the
+  template occurred (w = log1p(count), the weight the template enters with).
 - Forecast score: metric shares are each metric's share of the normalised forecast error
   (what the model could not predict); template shares are gradient x input of that error
   with respect to the template weights (which lines changed the forecast).
@@ -36,18 +37,27 @@ def history_reference(x: torch.Tensor) -> torch.Tensor:
     return x[:, :-1].median(dim=1, keepdim=True).values.expand_as(x)
 
 
-LOCAL_MEAN = 2  # summary channel: the patch mean against the window's history, in IQRs
+GLOBAL_MEAN = 0  # summary channel: the patch mean in the spec's robust units
 CHANGE_WEIGHT = 0.5
 
 
+def last_patch_change(x: np.ndarray) -> np.ndarray:
+    """[B, M]: how far each metric's last patch mean left its history patches, in robust
+    z (median and MAD of the history's patch means, the MAD floored at 0.1 robust units)."""
+    level = x[:, :, :, GLOBAL_MEAN]
+    hist = level[:, :-1]
+    med = np.median(hist, axis=1)
+    mad = 1.4826 * np.median(np.abs(hist - med[:, None]), axis=1)
+    return np.abs(level[:, -1] - med) / np.maximum(mad, 0.1)
+
+
 def blend_with_change(model: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """[B, M] metric shares: the mean of the model's shares and of how far each metric's
-    last patch left the window's history (|local mean|). The gradient names what the model
-    used to recognise the case, not always the metric that moved most; averaged with the
-    change, the top metric is one the case changed for 0.95 of detected cases on the sim
-    validation fleet (0.81 for the gradient alone, 0.89 for the change alone)."""
-    change = np.abs(x[:, -1, :, LOCAL_MEAN])
-    return (1 - CHANGE_WEIGHT) * _shares(model) + CHANGE_WEIGHT * _shares(change)
+    """[B, M] metric shares: the mean of the model's shares and of each metric's change in
+    the last patch (``last_patch_change``). The gradient names what the model used to
+    recognise the case, not always the metric that moved most (docs/anomaly.md)."""
+    if x.shape[1] < 2:
+        return _shares(model)
+    return (1 - CHANGE_WEIGHT) * _shares(model) + CHANGE_WEIGHT * _shares(last_patch_change(x))
 
 
 def _shares(v: np.ndarray) -> np.ndarray:
