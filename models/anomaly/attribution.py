@@ -54,7 +54,9 @@ def last_patch_change(x: np.ndarray) -> np.ndarray:
 def blend_with_change(model: np.ndarray, x: np.ndarray) -> np.ndarray:
     """[B, M] metric shares: the mean of the model's shares and of each metric's change in
     the last patch (``last_patch_change``). The gradient names what the model used to
-    recognise the case, not always the metric that moved most (docs/anomaly.md)."""
+    recognise the case, not always the metric that moved most: on the sim validation fleet
+    the top metric is one the case changed for 0.92 of detected cases blended, 0.81-0.82
+    for the gradient alone (docs/anomaly.md)."""
     if x.shape[1] < 2:
         return _shares(model)
     return (1 - CHANGE_WEIGHT) * _shares(model) + CHANGE_WEIGHT * _shares(last_patch_change(x))

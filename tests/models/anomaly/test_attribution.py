@@ -1,6 +1,7 @@
 """Attribution: ranked metric and template shares that point at the cause."""
 
 import numpy as np
+import pytest
 import torch
 
 from models.anomaly.attribution import attribute
@@ -87,3 +88,20 @@ def test_the_supervised_reference_is_each_inputs_own_history():
     assert torch.all(delta[0, :, 0] == 0)
     assert delta[0, -1, 1, 0] == 2.0 and torch.count_nonzero(delta) == 1
     assert torch.equal(history_reference(x[:, :1]), torch.zeros_like(x[:, :1]))
+
+
+def test_metric_shares_weigh_the_models_view_against_what_changed():
+    from models.anomaly.attribution import blend_with_change, last_patch_change
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, 1.0, (1, 6, 3, 5)).astype(np.float32)
+    x[0, -1, 2, 0] = 12.0  # metric c's level leaves its history in the last patch
+    change = last_patch_change(x)
+    assert change.argmax() == 2 and change[0, 2] > 5
+    model = np.array([[6.0, 3.0, 1.0]])  # the model leaned on a, which did not move
+    shares = blend_with_change(model, x)
+    assert shares.sum() == pytest.approx(1.0)
+    assert shares[0].argmax() == 2  # c: a tenth of the model's view, most of the change
+    assert shares[0, 0] > shares[0, 1]  # a still outranks b, which neither pointed at
+    one_patch = blend_with_change(model, x[:, -1:])  # no history: the model's view alone
+    np.testing.assert_allclose(one_patch, model / model.sum())
