@@ -139,8 +139,10 @@ def evaluate_attribution(
         values = g.window_values(keys[:, 0], keys[:, 1], W)
         dev_m = [deviation_metrics(v, spec, target_name, patch) for v in values]
         dev_t: list[Ranked] = [[] for _ in range(len(keys))]
+        seen: set[int] = set()  # templates in the case's flagged windows
         if g.logs is not None and texts:
             win, step, tmpl, count = g.logs.window_entries(keys[:, 0], keys[:, 1], W)
+            seen = {int(t) for t in tmpl}
             dev_t = [
                 deviation_templates(
                     step[win == i], tmpl[win == i], count[win == i], W, patch, texts
@@ -164,14 +166,13 @@ def evaluate_attribution(
         chance_m3.append(chance_hit(len(spec.metric_names), len(truth_m), 3))
         if truth_t:
             with_lines += 1
-            seen = set(int(t) for t in g.logs.window_entries(keys[:, 0], keys[:, 1], W)[2])
             chance_t3.append(chance_hit(len(seen), len(truth_t & {texts[i] for i in seen}), 3))
     n = len(cases)
 
     def share(x: int, of: int) -> float | None:
         return round(x / of, 3) if of else None
 
-    out = {
+    return {
         "cases_explained": n,
         "cases_with_lines": with_lines,
         **{
@@ -187,7 +188,6 @@ def evaluate_attribution(
             "template_hit_at_3": round(float(np.mean(chance_t3)), 3) if chance_t3 else None,
         },
     }
-    return out
 
 
 def attribution_note(figures: dict) -> str:
