@@ -154,8 +154,10 @@ def what_if_page(request):
             result = what_if(instance_name, node_name)
         except WhatIfError as exc:
             error = str(exc)
-    promoted = versions.promoted(ModelVersion.KIND_INTERFERENCE)
-    widening = what_if_widening(promoted)
+    coverage = widening = None
+    if result is not None:  # what the intervals promise, stated under an answer
+        promoted = versions.promoted(ModelVersion.KIND_INTERFERENCE)
+        coverage, widening = interval_coverage(promoted), what_if_widening(promoted)
     return render(
         request,
         "detection/what_if.html",
@@ -168,7 +170,7 @@ def what_if_page(request):
             "node_name": node_name,
             "result": result,
             "error": error,
-            "coverage": interval_coverage(promoted),
+            "coverage": coverage,
             "widening_pp": None if widening is None else 100 * widening,
         },
     )
