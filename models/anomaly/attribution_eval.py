@@ -44,7 +44,9 @@ def changed_metrics(scenario: str, level: str) -> set[str]:
     }
 
 
-def deviation_metrics(values: np.ndarray, spec: FeatureSpec, target: str, patch: int) -> Ranked:
+def deviation_metrics(
+    values: np.ndarray, spec: FeatureSpec, target: str, patch: int, top: int = 5
+) -> Ranked:
     """Metrics of one window [W, M] ranked by |last patch - history median| / history MAD,
     in the spec's normalised units (the MAD floored at 0.1 of them)."""
     center, scale = (np.atleast_2d(a)[0] for a in spec.stats([target]))
@@ -57,7 +59,7 @@ def deviation_metrics(values: np.ndarray, spec: FeatureSpec, target: str, patch:
         mad = 1.4826 * np.nanmedian(np.abs(hist - med), axis=0)
         z = np.abs(np.nanmean(last, axis=0) - med) / np.maximum(np.nan_to_num(mad), 0.1)
     z = np.nan_to_num(z, nan=0.0)
-    return ranked_shares(spec.metric_names, z)
+    return ranked_shares(spec.metric_names, z, top)
 
 
 def deviation_templates(
@@ -205,4 +207,71 @@ def attribution_note(figures: dict) -> str:
         f"case's own log templates in the top 3 ({figures['cases_with_lines']} cases wrote "
         f"lines): telltale {f(tt['template_hit_at_3'])}, deviation "
         f"{f(dev['template_hit_at_3'])}, chance {f(ch['template_hit_at_3'])}"
+    )
+
+
+ROOT_CAUSE_LEVELS = (100, 150)  # HitRate@P%: the top floor(P % x |labelled|) dimensions
+
+
+def root_cause_hits(
+    det,
+    group: SeriesGroup,
+    spec: FeatureSpec,
+    scored: Scored,
+    level: float,
+    labelled: Sequence[dict],
+) -> dict:
+    """Labelled root causes of real incidents (SMD, ASD ``interpretation_label``) against
+    Telltale's and the deviation ranking's metrics, merged over the flagged windows inside
+    each detected segment: HitRate@P% = labelled metrics among the top floor(P % x |L|), over
+    |L| (InterFusion's measure). Sums over segments, so splits can be pooled."""
+    M, W, patch = len(spec.metric_names), det.window_steps, det.shape.patch_steps
+    sums = {m: [0.0] * len(ROOT_CAUSE_LEVELS) for m in ("telltale", "deviation", "chance")}
+    n = 0
+    for seg in labelled:
+        inside = (scored.times >= seg["start"]) & (scored.times <= seg["end"])
+        idx = np.flatnonzero(inside & (scored.calibrated >= level))
+        truth = set(seg["metrics"])
+        if not len(idx) or not truth:
+            continue
+        n += 1
+        keys, w = scored.keys[idx], [float(x) for x in scored.calibrated[idx]]
+        target = group.target_names[int(keys[0, 0])]
+        explained = det.explain_group(group, keys, spec, top=M)
+        values = group.window_values(keys[:, 0], keys[:, 1], W)
+        rankings = {
+            "telltale": merge_attributions([m for m, _ in explained], w, top=M),
+            "deviation": merge_attributions(
+                [deviation_metrics(v, spec, target, patch, top=M) for v in values], w, top=M
+            ),
+        }
+        for j, pct in enumerate(ROOT_CAUSE_LEVELS):
+            k = int(np.floor(pct / 100 * len(truth)))
+            for name, ranked in rankings.items():
+                sums[name][j] += len({m for m, _ in ranked[:k]} & truth) / len(truth)
+            sums["chance"][j] += min(k, M) / M
+    return {"segments": n, "sums": sums}
+
+
+def pooled_root_cause(parts: Sequence[dict]) -> dict | None:
+    """HitRate@P% per method over every detected labelled segment of every split."""
+    n = sum(p["segments"] for p in parts)
+    if not n:
+        return None
+    out: dict = {"segments_detected": n}
+    for method in ("telltale", "deviation", "chance"):
+        out[method] = {
+            f"hit_rate_{pct}": round(sum(p["sums"][method][j] for p in parts) / n, 3)
+            for j, pct in enumerate(ROOT_CAUSE_LEVELS)
+        }
+    return out
+
+
+def root_cause_note(figures: dict) -> str:
+    tt, dev, ch = figures["telltale"], figures["deviation"], figures["chance"]
+    return (
+        f"root causes of {figures['segments_detected']} detected labelled segments "
+        f"(interpretation_label), HitRate@100% / @150%: telltale {tt['hit_rate_100']:.2f} / "
+        f"{tt['hit_rate_150']:.2f}, deviation {dev['hit_rate_100']:.2f} / "
+        f"{dev['hit_rate_150']:.2f}, chance {ch['hit_rate_100']:.2f} / {ch['hit_rate_150']:.2f}"
     )

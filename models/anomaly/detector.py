@@ -306,9 +306,10 @@ class AnomalyDetector:
         keys: np.ndarray,
         spec: FeatureSpec | None = None,
         batch_size: int = 256,
+        top: int = 5,
     ) -> list[tuple[list[tuple[str, float]], list[tuple[str, float]]]]:
         """Evaluation path: (metrics, templates) attribution of windows (target, end), as
-        ``score`` computes it for anomalous windows."""
+        ``score`` computes it for anomalous windows (``top`` entries per list)."""
         spec = spec or self.specs.get(group.name)
         names = spec.metric_names if spec is not None else []
         out: list[tuple[list[tuple[str, float]], list[tuple[str, float]]]] = []
@@ -316,7 +317,9 @@ class AnomalyDetector:
             k = keys[i : i + batch_size]
             batch = self._group_batch(group, k, spec)
             scale = self._scale(group.name, [group.target_names[t] for t in k[:, 0]])
-            out += attribute(self.net, batch, self.mode, names, self.table, scale, self.topk)
+            out += attribute(
+                self.net, batch, self.mode, names, self.table, scale, self.topk, top=top
+            )
         return out
 
     def _group_batch(self, group: SeriesGroup, k: np.ndarray, spec: FeatureSpec | None) -> Batch:

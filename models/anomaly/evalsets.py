@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.anomaly.attribution_eval import attribution_note, evaluate_attribution
+from models.anomaly.attribution_eval import (
+    attribution_note,
+    evaluate_attribution,
+    pooled_root_cause,
+    root_cause_hits,
+    root_cause_note,
+)
 from models.anomaly.baselines import IsolationForestBaseline, LogTfidfLR, RobustZ
 from models.anomaly.datasets import Split, asd, bgl, nab, nezha, smd
 from models.anomaly.datasets import sim as simdata
@@ -147,7 +153,7 @@ def _metric_dataset(splits: list[Split], profile: dict, quick: bool, shared: boo
     if shared:
         groups = [g for sp in splits for g in sp.train]
         shared_det = fit_detector(groups, [specs[sp.name] for sp in splits for _ in sp.train], mc)
-    per_split, nab_files = [], {}
+    per_split, nab_files, causes = [], {}, []
     system = profile.get("system", False)
     for sp in splits:
         spec = specs[sp.name]
@@ -191,6 +197,12 @@ def _metric_dataset(splits: list[Split], profile: dict, quick: bool, shared: boo
                 res["nab_raw"] = nab.raw
             if system:
                 res["recall_by_type"] = _recall_by_type(test, sp, level)
+            if method.name == "telltale" and sp.meta.get("interpretation"):
+                causes.append(
+                    root_cause_hits(
+                        det, sp.test[0], spec, test[0], level, sp.meta["interpretation"]
+                    )
+                )
             res["threshold"] = level
             rows[method.name] = res
         per_split.append({"name": sp.name, "rows": rows, "meta": _plain(sp.meta)})
@@ -201,7 +213,11 @@ def _metric_dataset(splits: list[Split], profile: dict, quick: bool, shared: boo
         means[method]["nab_score"] = nab_normalised(files)
         means[method]["nab_detected_windows"] = sum(f.detected for f in files)
         means[method]["nab_windows"] = sum(f.windows for f in files)
-    return {"rows": means, "splits": per_split, "model": _plain(vars(mc))}
+    out = {"rows": means, "splits": per_split, "model": _plain(vars(mc))}
+    root_cause = pooled_root_cause(causes)
+    if root_cause is not None:
+        out["root_cause"] = root_cause
+    return out
 
 
 def _nab_file(sp: Split, test: list[Scored], level: float, gap: int):
@@ -322,8 +338,13 @@ def run_smd(args) -> dict:
         "threshold: calibrated 50 (1/1000 windows of the last 20 % of train); no test labels",
         "pa_f1 is point-adjusted (a segment counts as found when any point is flagged)",
         *_dev_notes(args),
+        *_root_cause_notes(out),
     ]
     return out
+
+
+def _root_cause_notes(out: dict) -> list[str]:
+    return [root_cause_note(out["root_cause"])] if "root_cause" in out else []
 
 
 def run_asd(args) -> dict:
@@ -336,7 +357,11 @@ def run_asd(args) -> dict:
         epochs=6,
         windows_per_epoch=6000,
     )
-    out["notes"] = ["same protocol as SMD; 5-minute steps, 4-hour windows", *_dev_notes(args)]
+    out["notes"] = [
+        "same protocol as SMD; 5-minute steps, 4-hour windows",
+        *_dev_notes(args),
+        *_root_cause_notes(out),
+    ]
     return out
 
 

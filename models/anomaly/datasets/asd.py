@@ -19,8 +19,10 @@ PROFILE = {
 
 
 def load(path: str | Path | None = None, quick: bool = False) -> list[Split]:
-    folder = dataset_path("asd", path) / "data" / "processed"
-    splits = interfusion_splits(folder, "server", PROFILE, quick)
+    data = dataset_path("asd", path) / "data"
+    folder = data / "processed"
+    labels = data / "interpretation_label"
+    splits = interfusion_splits(folder, "server", PROFILE, quick, labels, end_inclusive=True)
     if not splits:
         raise FileNotFoundError(f"no *_train.pkl under {folder}")
     return splits

@@ -19,6 +19,7 @@ from models.anomaly.datasets import (
     series_group,
     with_history,
 )
+from models.anomaly.features import SeriesGroup
 
 PROFILE = {
     "window_steps": 60,
@@ -31,9 +32,18 @@ VAL_SHARE = 0.2
 QUICK_ROWS = (3000, 2000)
 
 
-def interfusion_splits(folder: Path, group: str, profile: dict, quick: bool = False) -> list[Split]:
+def interfusion_splits(
+    folder: Path,
+    group: str,
+    profile: dict,
+    quick: bool = False,
+    interpretation: Path | None = None,
+    end_inclusive: bool = False,
+) -> list[Split]:
     """InterFusion/OmniAnomaly pickles (``<entity>_train.pkl``, ``_test.pkl``,
-    ``_test_label.pkl``), one split per entity, in name order."""
+    ``_test_label.pkl``), one split per entity, in name order. ``interpretation``: the folder
+    of ``<entity>.txt`` root-cause labels (``start-end:d1,d2,...``; SMD's ``end`` is
+    exclusive, ASD's inclusive), kept as ``meta["interpretation"]``."""
     splits = []
     W, dt = profile["window_steps"], profile["step_seconds"]
     for train_path in sorted(folder.glob("*_train.pkl")):
@@ -69,15 +79,46 @@ def interfusion_splits(folder: Path, group: str, profile: dict, quick: bool = Fa
                     "test_rows": len(test),
                     "metrics": train.shape[1],
                     "val_from": val_hist,
+                    "interpretation": root_causes(
+                        interpretation, entity, test_group, hist, end_inclusive, len(test)
+                    ),
                 },
             )
         )
     return splits
 
 
+def root_causes(
+    folder: Path | None,
+    entity: str,
+    test: SeriesGroup,
+    hist: int,
+    end_inclusive: bool,
+    rows: int,
+) -> list[dict]:
+    """Labelled segments with the metrics judged responsible, in window-end time (as
+    ``label_segments_of``): [{"start", "end", "metrics": [names]}]; [] without labels."""
+    path = None if folder is None else folder / f"{entity}.txt"
+    if path is None or not path.exists():
+        return []
+    out = []
+    dt = test.step_seconds
+    for line in path.read_text().split():
+        span, _, dims = line.partition(":")
+        a, _, b = span.partition("-")
+        first, last = int(a), int(b) - (0 if end_inclusive else 1)
+        if last >= rows or not dims:
+            continue  # outside a --quick slice
+        names = [test.metric_names[int(d) - 1] for d in dims.split(",") if d]
+        start, end = test.ts[hist + first] + dt, test.ts[hist + last] + dt
+        out.append({"start": float(start), "end": float(end), "metrics": names})
+    return out
+
+
 def load(path: str | Path | None = None, quick: bool = False) -> list[Split]:
-    folder = dataset_path("smd", path) / "processed"
-    splits = interfusion_splits(folder, "machine", PROFILE, quick)
+    root = dataset_path("smd", path)
+    labels = root / "ServerMachineDataset" / "interpretation_label"
+    splits = interfusion_splits(root / "processed", "machine", PROFILE, quick, labels)
     if not splits:
-        raise FileNotFoundError(f"no *_train.pkl under {folder}")
+        raise FileNotFoundError(f"no *_train.pkl under {root / 'processed'}")
     return splits

@@ -120,3 +120,63 @@ def test_attribution_on_a_simulated_fleet_is_scored_for_every_detected_case(trai
     assert f"attribution of {expected} detected anomaly cases" in attribution_note(figures)
     # The case templates are the mined lines the case wrote, so some window holds them.
     assert any(val.case_templates.values())
+
+
+def test_root_cause_labels_are_read_in_window_end_time(tmp_path):
+    from models.anomaly.datasets import series_group, with_history
+    from models.anomaly.datasets.smd import root_causes
+
+    history = series_group("machine", np.zeros((50, 4)), 60, "m")
+    test, hist = with_history(history, series_group("machine", np.zeros((30, 4)), 60, "m"), 9)
+    (tmp_path / "m.txt").write_text("3-6:2,4\n25-40:1\n")
+    [seg] = root_causes(tmp_path, "m", test, hist, end_inclusive=False, rows=30)
+    assert seg["metrics"] == ["machine_2", "machine_4"]
+    assert seg["start"] == test.ts[hist + 3] + 60 and seg["end"] == test.ts[hist + 5] + 60
+    [inclusive] = root_causes(tmp_path, "m", test, hist, end_inclusive=True, rows=30)
+    assert inclusive["end"] == test.ts[hist + 6] + 60
+    assert root_causes(None, "m", test, hist, False, 30) == []
+    assert root_causes(tmp_path, "absent", test, hist, False, 30) == []
+
+
+class _Ranker:
+    """A detector stand-in whose attribution always ranks the metrics in one order."""
+
+    window_steps = 12
+
+    class shape:  # mirrors AnomalyDetector.shape
+        patch_steps = 4
+
+    def __init__(self, order):
+        self.order = order
+
+    def explain_group(self, group, keys, spec, top=5):
+        shares = [(n, 1.0 / (i + 1)) for i, n in enumerate(self.order)][:top]
+        return [(shares, []) for _ in range(len(keys))]
+
+
+def test_root_cause_hit_rate_counts_labelled_metrics_among_the_top_ranked():
+    from models.anomaly.attribution_eval import pooled_root_cause, root_cause_hits
+    from models.anomaly.datasets import series_group
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(0, 1, (40, 4)).astype(np.float32)
+    group = series_group("machine", values, 60, "m")
+    spec = fit_spec(values[:, None], group.metric_names)
+    n = 10
+    keys = np.stack([np.zeros(n, int), np.arange(n) + 20], axis=1)
+    scored = Scored("machine", keys, ["m"], group.window_end_ts(keys[:, 1]), np.zeros(n),
+                    np.zeros(n), calibrated=np.r_[np.full(5, 10.0), np.full(5, 90.0)])  # fmt: skip
+    t = scored.times
+    labelled = [
+        {"start": t[5], "end": t[9], "metrics": ["machine_2", "machine_4"]},
+        {"start": t[0], "end": t[4], "metrics": ["machine_1"]},  # never flagged: not counted
+    ]
+    det = _Ranker(["machine_2", "machine_1", "machine_4", "machine_3"])
+    part = root_cause_hits(det, group, spec, scored, 50.0, labelled)
+    assert part["segments"] == 1
+    assert part["sums"]["telltale"] == [0.5, 1.0]  # the top 2 hold one of the two, the top 3 both
+    assert part["sums"]["chance"] == [0.5, 0.75]
+    empty = {"segments": 0, "sums": {m: [0.0, 0.0] for m in part["sums"]}}  # nothing found
+    pooled = pooled_root_cause([part, empty])
+    assert pooled["segments_detected"] == 1 and pooled["telltale"]["hit_rate_100"] == 0.5
+    assert pooled_root_cause([empty]) is None
