@@ -39,6 +39,7 @@ def history_reference(x: torch.Tensor) -> torch.Tensor:
 
 GLOBAL_MEAN = 0  # summary channel: the patch mean in the spec's robust units
 CHANGE_WEIGHT = 0.5
+FORECAST_BLEND = bool(int(__import__("os").environ.get("TELLTALE_PROBE_FORECAST_BLEND", "0")))
 
 
 def last_patch_change(x: np.ndarray) -> np.ndarray:
@@ -115,6 +116,8 @@ def attribute(
             if err_scale is not None:
                 err = err / err_scale
             metric_part = err.numpy()
+            if FORECAST_BLEND:
+                metric_part = blend_with_change(metric_part, x.detach().numpy())
 
     template_part: list[dict[int, float]] = [{} for _ in range(B)]
     if w is not None and grads.get(id(w)) is not None and len(w):

@@ -170,6 +170,15 @@ def dev_splits(
             "kinds": ",".join(sorted({i["kind"] for i in injected})),
             "sizes": f"{magnitude[0]:g}-{magnitude[1]:g}",
             "val_from": val_hist,
+            # What each injection changed: root-cause labels for the attribution figures.
+            "interpretation": [
+                {
+                    "start": float(test.ts[hist + i["start"]] + test.step_seconds),
+                    "end": float(test.ts[hist + i["start"] + i["steps"] - 1] + test.step_seconds),
+                    "metrics": [test.metric_names[m] for m in i["metrics"]],
+                }
+                for i in injected
+            ],
         }
         out.append(
             Split(
