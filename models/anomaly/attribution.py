@@ -6,7 +6,8 @@
   (``blend_with_change``); template shares sum |grad · w| over the patches where the
   template occurred (w = log1p(count), the weight the template enters with).
 - Forecast score: metric shares are each metric's share of the normalised forecast error
-  (what the model could not predict); template shares are gradient x input of that error
+  (what the model could not predict), averaged with each metric's change in the last patch
+  the same way; template shares are gradient x input of that error
   with respect to the template weights (which lines changed the forecast).
 
 Shares are non-negative fractions of the window's total attribution; lists are ranked and
@@ -39,7 +40,6 @@ def history_reference(x: torch.Tensor) -> torch.Tensor:
 
 GLOBAL_MEAN = 0  # summary channel: the patch mean in the spec's robust units
 CHANGE_WEIGHT = 0.5
-FORECAST_BLEND = bool(int(__import__("os").environ.get("TELLTALE_PROBE_FORECAST_BLEND", "0")))
 
 
 def last_patch_change(x: np.ndarray) -> np.ndarray:
@@ -115,9 +115,7 @@ def attribute(
             err = forecast_errors(out, probe, net.patch_steps).detach()
             if err_scale is not None:
                 err = err / err_scale
-            metric_part = err.numpy()
-            if FORECAST_BLEND:
-                metric_part = blend_with_change(metric_part, x.detach().numpy())
+            metric_part = blend_with_change(err.numpy(), x.detach().numpy())
 
     template_part: list[dict[int, float]] = [{} for _ in range(B)]
     if w is not None and grads.get(id(w)) is not None and len(w):
