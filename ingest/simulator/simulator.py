@@ -223,9 +223,14 @@ class Simulator:
         mapping {instance id: node index}, columns as ``simulate_chunk`` of that block gives
         them. Unlike ``predict_p``, loads, bursts, scenario effects and P noise are the
         block's own, so the answer is what the simulator would have recorded as ``p``."""
-        if not 0 <= block < -(-self.n_steps // self.config.steps_per_block):
+        if not 0 <= block < self.n_blocks:
             raise ValueError(f"no block {block} in a {self.n_steps}-step period")
         return counterfactual_p(self, block, placements)
+
+    @property
+    def n_blocks(self) -> int:
+        """Hour blocks in the period (the last may be shorter)."""
+        return -(-self.n_steps // self.config.steps_per_block)
 
     def block_instances_at(self, step: int) -> np.ndarray:
         return self.placements.block(step, step + 1)[0]

@@ -106,7 +106,7 @@ def sample_moves(
     (archetype ids) limits which instances move."""
     rng = np.random.default_rng(seed)
     per = sim.config.steps_per_block
-    blocks = [b for b in range(-(-sim.n_steps // per)) if sim.block_steps(b) >= window]
+    blocks = [b for b in range(sim.n_blocks) if sim.block_steps(b) >= window]
     if not blocks:
         raise ValueError(f"the fleet has no hour block of {window} steps")
     needed = -(-n // MOVES_PER_BLOCK)

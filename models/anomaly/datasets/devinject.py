@@ -173,11 +173,14 @@ def dev_splits(
             # What each injection changed: root-cause labels for the attribution figures.
             "interpretation": [
                 {
-                    "start": float(test.ts[hist + i["start"]] + test.step_seconds),
-                    "end": float(test.ts[hist + i["start"] + i["steps"] - 1] + test.step_seconds),
+                    "start": float(start),
+                    "end": float(end),
                     "metrics": [test.metric_names[m] for m in i["metrics"]],
                 }
                 for i in injected
+                for start, end in [
+                    test.window_end_ts(hist + i["start"] + np.array([1, i["steps"]]))
+                ]
             ],
         }
         out.append(

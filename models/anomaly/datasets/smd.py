@@ -102,7 +102,6 @@ def root_causes(
     if path is None or not path.exists():
         return []
     out = []
-    dt = test.step_seconds
     for line in path.read_text().split():
         span, _, dims = line.partition(":")
         a, _, b = span.partition("-")
@@ -110,7 +109,7 @@ def root_causes(
         if last >= rows or not dims:
             continue  # outside a --quick slice
         names = [test.metric_names[int(d) - 1] for d in dims.split(",") if d]
-        start, end = test.ts[hist + first] + dt, test.ts[hist + last] + dt
+        start, end = test.window_end_ts(np.array([hist + first, hist + last]) + 1)
         out.append({"start": float(start), "end": float(end), "metrics": names})
     return out
 

@@ -117,6 +117,10 @@ def test_attribution_on_a_simulated_fleet_is_scored_for_every_detected_case(trai
             assert 0.0 <= figures[method][key] <= 1.0
         assert figures[method]["metric_hit_at_1"] <= figures[method]["metric_hit_at_3"]
     assert 0.0 < figures["chance"]["metric_hit_at_3"] < 1.0
+    # The model-free ranking of the same windows finds what the cases changed more often
+    # than chance: the truth sets (catalogue metrics, the case's own lines) are the right ones.
+    for key in ("metric_hit_at_3", "template_hit_at_3"):
+        assert figures["deviation"][key] > figures["chance"][key]
     assert f"attribution of {expected} detected anomaly cases" in attribution_note(figures)
     # The case templates are the mined lines the case wrote, so some window holds them.
     assert any(val.case_templates.values())
