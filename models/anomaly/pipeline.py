@@ -65,12 +65,18 @@ def all_windows(group: SeriesGroup, window_steps: int, stride: int, first_end: i
 
 
 def fit_calibrator(scored: list[Scored], normal_only: bool) -> Calibrator:
-    """Calibration on validation windows: only those labelled normal when labels exist."""
-    raw = []
+    """Calibration on validation windows: only those labelled normal when labels exist. Each
+    target's windows go in time order, so the calibrator can tell one long excursion from
+    many short ones; a window left out ends an excursion."""
+    raw, series = [], []
     for s in scored:
-        keep = s.label == 0 if normal_only else np.ones(len(s.raw), bool)
-        raw.append(s.raw[keep])
-    return Calibrator.fit(np.concatenate(raw))
+        order = np.lexsort((s.times, s.keys[:, 0]))
+        keep = (s.label == 0 if normal_only else np.ones(len(s.raw), bool))[order]
+        target = s.keys[order, 0].astype(np.int64)
+        run = target * (len(order) + 1) + np.cumsum(~keep)
+        raw.append(s.raw[order][keep])
+        series.append(run[keep] + (series[-1].max() + 1 if series and len(series[-1]) else 0))
+    return Calibrator.fit(np.concatenate(raw), np.concatenate(series))
 
 
 def events_of(s: Scored, level: float, max_gap: int = 1) -> list[Event]:

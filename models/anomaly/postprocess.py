@@ -4,7 +4,8 @@ threshold → events.
 Calibration turns any raw score into "how rare is this among validation windows": the
 exceedance probability p of the raw score (empirical below the 95th percentile, a
 generalised Pareto tail above it, so scores beyond anything seen in validation still
-rank, but never rarer than the share of validation windows that reached them), mapped to
+rank, but never rarer than the share of separate validation excursions that reached them),
+mapped to
 ``100 · min(1, -log10 p / 6)``. A calibrated 50 is therefore a one-in-a-thousand window,
 67 one in ten thousand, 100 one in a million or rarer — the same meaning for every method
 and dataset, which is what lets one threshold rule serve them all.
@@ -59,14 +60,20 @@ class Calibrator:
     tail_shape: float = 0.0
     tail_scale: float = 1.0
     n: int = 0
-    # The largest calibration scores above tail_u, ascending (at most TAIL_KEEP); empty in
-    # artefacts saved before 2026-11-30, which then calibrate as they did.
+    # The peaks of the calibration part's excursions above tail_u, ascending (at most
+    # TAIL_KEEP); empty in artefacts saved before 2026-11-30, which then calibrate as they did.
     tail_values: list[float] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, raw: np.ndarray) -> Calibrator:
+    def fit(cls, raw: np.ndarray, series: np.ndarray | None = None) -> Calibrator:
+        """``raw`` in time order within each series; ``series`` says which series each score
+        belongs to (one series when omitted), so that excursions never span two."""
         raw = np.asarray(raw, dtype=np.float64)
-        raw = raw[np.isfinite(raw)]
+        series = np.zeros(len(raw), np.int64) if series is None else np.asarray(series)
+        keep = np.isfinite(raw)
+        # A dropped score ends an excursion: the scores either side of it are not adjacent.
+        series = (series + np.cumsum(~keep))[keep]
+        raw = raw[keep]
         if len(raw) < 10:
             raise ValueError("calibration needs at least 10 finite validation scores")
         probs = np.linspace(0.0, TAIL_Q, GRID)
@@ -76,7 +83,7 @@ class Calibrator:
         shape, scale = _fit_tail(exc)
         spread = float(grid[-1] - grid[0])
         scale = max(scale, 1e-6 * max(spread, 1e-6), 1e-12)
-        top = np.sort(raw[raw > u])[-TAIL_KEEP:]
+        top = np.sort(excursion_peaks(raw, series, u))[-TAIL_KEEP:]
         return cls(grid.tolist(), probs.tolist(), u, shape, scale, len(raw), top.tolist())
 
     def exceedance(self, raw: np.ndarray) -> np.ndarray:
@@ -95,11 +102,16 @@ class Calibrator:
             tail = np.where(base > 0, base ** (-1.0 / self.tail_shape), 0.0)
         p[over] = (1.0 - TAIL_Q) * tail
         if self.tail_values and self.n:
-            # Never rarer than observed: a score that k of the n calibration windows reached
-            # has p >= k / n. A fitted tail with a negative shape ends at a finite point,
-            # which can lie at or below scores the calibration part itself holds; NAB's
+            # Never rarer than observed: a score that k separate excursions of the n
+            # calibration windows reached has p >= k / n. A fitted tail with a negative shape
+            # ends at a finite point, which can lie at or below scores the calibration part
+            # itself holds; NAB's
             # noise-free daily series repeats the same largest error every day, and each
             # repetition calibrated to 100, a one-in-a-million event, once a day.
+            # Excursions, not windows: one incident of the calibration part (SMD's training
+            # part holds unlabelled ones) spans many overlapping windows, and counted window
+            # by window its six windows made every score up to its peak "one in 800", so no
+            # smaller incident could ever alarm. Counted once, it is one event in n windows.
             # Interpolated between the observed values, so the floor falls strictly and the
             # calibrated score stays strictly increasing in the raw one (a step function
             # would map a range of raw scores to one value, and a rule such as BGL's "the
@@ -124,6 +136,16 @@ class Calibrator:
         return cls(**data)
 
 
+def excursion_peaks(raw: np.ndarray, series: np.ndarray, level: float) -> np.ndarray:
+    """The peak of every run of consecutive scores of one series above ``level`` (runs
+    declustering): an incident that keeps the score high for many windows is one excursion."""
+    above = np.flatnonzero(raw > level)
+    if not len(above):
+        return np.empty(0)
+    starts = np.r_[True, (np.diff(above) != 1) | (np.diff(series[above]) != 0)]
+    return np.maximum.reduceat(raw[above], np.flatnonzero(starts))
+
+
 def online_calibrate(reference: np.ndarray, raw: np.ndarray, block: int) -> np.ndarray:
     """Causal calibration for streams without a training split (NAB): each block of
     ``block`` time-ordered scores is calibrated on the reference scores plus every score
@@ -132,7 +154,8 @@ def online_calibrate(reference: np.ndarray, raw: np.ndarray, block: int) -> np.n
     out = np.empty(len(raw))
     for lo in range(0, len(raw), block):
         past = np.concatenate([reference, raw[:lo]])
-        out[lo : lo + block] = Calibrator.fit(past).transform(raw[lo : lo + block])
+        series = np.r_[np.zeros(len(reference), np.int64), np.ones(lo, np.int64)]
+        out[lo : lo + block] = Calibrator.fit(past, series).transform(raw[lo : lo + block])
     return out
 
 
