@@ -67,15 +67,16 @@ def all_windows(group: SeriesGroup, window_steps: int, stride: int, first_end: i
 def fit_calibrator(scored: list[Scored], normal_only: bool) -> Calibrator:
     """Calibration on validation windows: only those labelled normal when labels exist. Each
     target's windows go in time order, so the calibrator can tell one long excursion from
-    many short ones; a window left out ends an excursion."""
-    raw, series = [], []
+    many short ones."""
+    raw, series, offset = [], [], 0
     for s in scored:
         order = np.lexsort((s.times, s.keys[:, 0]))
-        keep = (s.label == 0 if normal_only else np.ones(len(s.raw), bool))[order]
-        target = s.keys[order, 0].astype(np.int64)
-        run = target * (len(order) + 1) + np.cumsum(~keep)
-        raw.append(s.raw[order][keep])
-        series.append(run[keep] + (series[-1].max() + 1 if series and len(series[-1]) else 0))
+        values = s.raw[order].astype(np.float64)
+        if normal_only:
+            values[s.label[order] != 0] = np.nan  # left out, and it ends an excursion
+        raw.append(values)
+        series.append(s.keys[order, 0].astype(np.int64) + offset)
+        offset += int(s.keys[:, 0].max(initial=0)) + 1
     return Calibrator.fit(np.concatenate(raw), np.concatenate(series))
 
 

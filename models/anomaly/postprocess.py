@@ -4,11 +4,10 @@ threshold → events.
 Calibration turns any raw score into "how rare is this among validation windows": the
 exceedance probability p of the raw score (empirical below the 95th percentile, a
 generalised Pareto tail above it, so scores beyond anything seen in validation still
-rank, but never rarer than the share of separate validation excursions that reached them),
-mapped to
-``100 · min(1, -log10 p / 6)``. A calibrated 50 is therefore a one-in-a-thousand window,
-67 one in ten thousand, 100 one in a million or rarer — the same meaning for every method
-and dataset, which is what lets one threshold rule serve them all.
+rank, but never rarer than the share of separate validation excursions that reached
+them), mapped to ``100 · min(1, -log10 p / 6)``. A calibrated 50 is therefore a
+one-in-a-thousand window, 67 one in ten thousand, 100 one in a million or rarer — the same
+meaning for every method and dataset, which is what lets one threshold rule serve them all.
 """
 
 from __future__ import annotations
@@ -105,17 +104,16 @@ class Calibrator:
             # Never rarer than observed: a score that k separate excursions of the n
             # calibration windows reached has p >= k / n. A fitted tail with a negative shape
             # ends at a finite point, which can lie at or below scores the calibration part
-            # itself holds; NAB's
-            # noise-free daily series repeats the same largest error every day, and each
-            # repetition calibrated to 100, a one-in-a-million event, once a day.
-            # Excursions, not windows: one incident of the calibration part (SMD's training
-            # part holds unlabelled ones) spans many overlapping windows, and counted window
-            # by window its six windows made every score up to its peak "one in 800", so no
-            # smaller incident could ever alarm. Counted once, it is one event in n windows.
-            # Interpolated between the observed values, so the floor falls strictly and the
-            # calibrated score stays strictly increasing in the raw one (a step function
-            # would map a range of raw scores to one value, and a rule such as BGL's "the
-            # calibrated value of logit 0" would then flag scores below 0).
+            # itself holds; NAB's noise-free daily series repeats the same largest error
+            # every day, and each repetition calibrated to 100, a one-in-a-million event,
+            # once a day. Excursions, not windows: one incident of the calibration part
+            # (SMD's training part holds unlabelled ones) spans many overlapping windows;
+            # counted window by window, six of them made every score up to their peak "one in
+            # 800", so no smaller incident could ever alarm. Interpolated between the
+            # observed peaks, so the floor falls strictly and the calibrated score stays
+            # strictly increasing in the raw one (a step function would map a range of raw
+            # scores to one value, and a rule such as BGL's "the calibrated value of logit
+            # 0" would then flag scores below 0).
             values, first = np.unique(np.asarray(self.tail_values), return_index=True)
             seen = (len(self.tail_values) - first) / self.n  # share at or above each value
             xs = np.r_[self.tail_u, values]
