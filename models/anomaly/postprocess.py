@@ -70,8 +70,9 @@ class Calibrator:
         raw = np.asarray(raw, dtype=np.float64)
         series = np.zeros(len(raw), np.int64) if series is None else np.asarray(series)
         keep = np.isfinite(raw)
-        # A dropped score ends an excursion: the scores either side of it are not adjacent.
-        series = (series + np.cumsum(~keep))[keep]
+        # A run starts at every change of series and after every dropped score (the scores
+        # either side of it are not adjacent); numbered runs, so ids never collide.
+        series = np.cumsum(np.r_[True, (np.diff(series) != 0) | ~keep[:-1]])[keep]
         raw = raw[keep]
         if len(raw) < 10:
             raise ValueError("calibration needs at least 10 finite validation scores")

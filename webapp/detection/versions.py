@@ -62,10 +62,8 @@ def request_retraining(kind: str, config: dict | None = None, actor=None) -> int
 
 # Training sizes. "full" is each model's own default (the evaluated configuration); "demo"
 # trains in a few minutes on two cores; "quick" in seconds (tests, smoke runs).
-# The demo's anomaly fleet spans a whole day: trained on 12 hours (and thresholds chosen on
-# 6), it found 9 and 10 of the 11 and 16 cases of two fresh simulated fleets (seeds 11, 13)
-# and scored a live swap storm and CPU hog under its alarm level; on 24 hours of 20 nodes
-# it found every one, with no false alarm, in 175 s of training instead of 65 s.
+# The demo's anomaly fleet spans a whole day: on half of one the demo model missed live
+# cases that this size finds (docs/anomaly.md, "The demo's training size").
 PROFILES = {
     "full": {"anomaly": {}, "interference": {}, "mitigation": {}},
     "demo": {

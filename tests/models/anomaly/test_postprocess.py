@@ -107,6 +107,10 @@ def test_one_long_excursion_of_the_calibration_part_counts_once():
     series = np.r_[np.zeros(2506, int), np.ones(2506, int)]
     assert Calibrator.fit(raw, series).exceedance(np.array([400.0]))[0] >= 2 / len(raw)
     assert Calibrator.fit(raw).exceedance(np.array([400.0]))[0] < 2 / len(raw)
+    # Series ids in any order, a dropped score between two of them: still two excursions.
+    gap = np.r_[quiet[:2500], [400.0] * 6, np.nan, [400.0] * 6, quiet[2500:]]
+    ids = np.r_[np.ones(2507, int), np.zeros(2506, int)]
+    assert (np.asarray(Calibrator.fit(gap, ids).tail_values) >= 400).sum() == 2
 
 
 def test_a_calibrator_saved_without_its_tail_values_loads_and_calibrates_as_before():
