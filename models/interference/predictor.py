@@ -19,7 +19,8 @@
     model.attribute(victim)        -> [(neighbour_id, gain_in_p), ...] largest gain first
     model.attribute_many(victims)  -> one such list per victim, in one batched forward
     model.what_if(moved_matrix, target_neighbours, target_capacity, moved_id="vm-9")
-                                   -> WhatIf(moved=Prediction, existing=[Prediction, ...])
+                                   -> WhatIf(moved=Prediction, existing=[Prediction, ...],
+                                             absent=[target instances without samples])
     model.what_if_placement(instance_id, target_node, metrics, node_of, capacities)
                                    -> the same, from id lookups (unknown ids raise WhatIfError)
 
@@ -102,6 +103,9 @@ class Prediction:
 class WhatIf:
     moved: Prediction
     existing: list[Prediction]
+    # Instances placed on the target without any sample in the window: not running there
+    # now, so neither a neighbour of the moved instance nor predicted themselves.
+    absent: list[str] = field(default_factory=list)
 
 
 class InterferencePredictor:
@@ -231,6 +235,11 @@ class InterferencePredictor:
         if not target_capacity:
             raise WhatIfError("the target node has no capacity recorded; cannot predict there")
         self._capacity(target_capacity, WhatIfError)
+        running = [
+            self._has_samples(n.matrix, f"neighbour {n.instance_id!r}", WhatIfError) for n in nbrs
+        ]
+        absent = [n.instance_id for n, r in zip(nbrs, running, strict=True) if not r]
+        nbrs = [n for n, r in zip(nbrs, running, strict=True) if r]
         as_nbr = NeighbourInput(moved_id, matrix)
         victims = [VictimInput(moved_id, matrix, nbrs, target_capacity)]
         for i, n in enumerate(nbrs):
@@ -240,7 +249,7 @@ class InterferencePredictor:
         m = preds[0]
         wide = apply_margin(np.array([[m.p, m.p_low, m.p_high]]), self.what_if_extra_margin)[0]
         moved = Prediction(m.instance_id, m.p, float(wide[1]), float(wide[2]))
-        return WhatIf(moved=moved, existing=preds[1:])
+        return WhatIf(moved=moved, existing=preds[1:], absent=absent)
 
     def what_if_placement(
         self,
@@ -285,6 +294,11 @@ class InterferencePredictor:
         if not allow_empty and (not len(m) or np.all(np.isnan(m))):
             raise error(f"{what} has no metric samples")
         return m
+
+    def _has_samples(self, matrix: np.ndarray, what: str, error: type[Exception]) -> bool:
+        """Whether the window the model reads (the last ``window_steps``) has any sample."""
+        m = fit_window(self._check_matrix(matrix, what, error, allow_empty=True), self.window_steps)
+        return bool(np.any(~np.isnan(m)))
 
     def _capacity(
         self, capacity: Mapping[str, float] | None, error: type[Exception] = ValueError

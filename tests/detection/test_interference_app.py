@@ -116,6 +116,26 @@ def test_what_if_api(fleet, interference_artefact, make_token, client):
     assert _what_if(client, {"instance": moved.name, "node": target.name}).status_code == 401
 
 
+def test_what_if_leaves_out_an_instance_that_sent_nothing(
+    fleet, interference_artefact, viewer_client
+):
+    promote_artefact("interference", interference_artefact)
+    moved = Instance.objects.filter(node__isnull=False).first()
+    target = Node.objects.exclude(pk=moved.node_id).first()
+    Instance.objects.create(name="stopped-vm", node=target)  # placed there, no samples
+    response = _what_if(viewer_client, {"instance": moved.name, "node": target.name})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["absent"] == ["stopped-vm"]
+    assert "stopped-vm" not in {r["instance"] for r in body["existing"]}
+    page = viewer_client.get(reverse("what_if"), {"instance": moved.name, "node": target.name})
+    assert "Not counted: stopped-vm is placed on" in page.text
+    # Nothing to move: a clear refusal naming the field, not a server error.
+    refused = _what_if(viewer_client, {"instance": "stopped-vm", "node": moved.node.name})
+    assert refused.status_code == 409 and refused.json()["field"] == "instance"
+    assert "no metric samples" in refused.json()["error"]
+
+
 def test_what_if_without_a_model_says_so(fleet, viewer_client):
     moved = Instance.objects.filter(node__isnull=False).first()
     target = Node.objects.exclude(pk=moved.node_id).first()

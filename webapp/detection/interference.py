@@ -232,6 +232,14 @@ def what_if(instance_name: str, node_name: str) -> dict:
         predictor.window_steps,
         STEP_SECONDS * 1000,
     )
+    if np.all(np.isnan(windows[instance.pk])):
+        minutes = predictor.window_steps * STEP_SECONDS / 60
+        raise WhatIfError(
+            f"{instance_name} has no metric samples in the last {minutes:g} minutes; "
+            "the model needs its recent behaviour to predict it elsewhere",
+            "instance",
+            409,
+        )
     try:
         result = predictor.what_if(
             windows[instance.pk],
@@ -263,4 +271,5 @@ def what_if(instance_name: str, node_name: str) -> dict:
         "model_version": version.version,
         "moved": row(result.moved, instance.name),
         "existing": [row(p, p.instance_id) for p in result.existing],
+        "absent": result.absent,
     }

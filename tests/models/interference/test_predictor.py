@@ -101,6 +101,22 @@ def test_what_if_predicts_moved_and_existing(model, sim_windows):
     assert empty.existing == [] and 0 <= empty.moved.p <= 1
 
 
+def test_a_target_instance_without_samples_is_absent_not_an_error(model, sim_windows):
+    w = sim_windows
+    live = [NeighbourInput(f"t{j}", w.victim[10 + j]) for j in range(2)]
+    silent = NeighbourInput("stopped", np.full_like(w.victim[12], np.nan))
+    result = model.what_if(w.victim[0], [live[0], silent, live[1]], CAP, moved_id="m")
+    assert result.absent == ["stopped"]
+    assert [p.instance_id for p in result.existing] == ["t0", "t1"]
+    # Not running there: the answers are those of a target without it.
+    without = model.what_if(w.victim[0], live, CAP, moved_id="m")
+    assert (result.moved, result.existing) == (without.moved, without.existing)
+    # Old samples outside the window the model reads do not make it present.
+    stale = np.concatenate([w.victim[12], np.full_like(w.victim[12], np.nan)])
+    late = model.what_if(w.victim[0], [*live, NeighbourInput("stale", stale)], CAP)
+    assert late.absent == ["stale"]
+
+
 def test_only_the_moved_instances_interval_is_widened_by_the_what_if_margin(trained, sim_windows):
     w = sim_windows
     plain = InterferencePredictor.load(trained)
