@@ -222,6 +222,8 @@ class InterferencePredictor:
         else:
             matrix = moved
         matrix = self._check_matrix(matrix, f"instance {moved_id!r}", WhatIfError)
+        if not self._has_samples(matrix, f"instance {moved_id!r}", WhatIfError):
+            raise WhatIfError(f"instance {moved_id!r} has no metric samples in the window")
         if target_neighbours is None:
             raise WhatIfError("unknown target node: no list of the instances placed on it")
         if any(n is None for n in target_neighbours):

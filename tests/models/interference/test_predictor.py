@@ -115,6 +115,8 @@ def test_a_target_instance_without_samples_is_absent_not_an_error(model, sim_win
     stale = np.concatenate([w.victim[12], np.full_like(w.victim[12], np.nan)])
     late = model.what_if(w.victim[0], [*live, NeighbourInput("stale", stale)], CAP)
     assert late.absent == ["stale"]
+    with pytest.raises(WhatIfError, match="no metric samples in the window"):
+        model.what_if(stale, live, CAP)
 
 
 def test_only_the_moved_instances_interval_is_widened_by_the_what_if_margin(trained, sim_windows):
