@@ -199,6 +199,31 @@ def mitigation_artefact(tmp_path_factory):
     return str(out)
 
 
+def backfill_quiet_fleet(hours: float):
+    """Two nodes, eight instances, no scenarios: the last ``hours`` of a simulated fleet
+    written to the store (the caller's store fixture truncates it)."""
+    import time
+
+    from ingest.simulator import ScenarioRates, SimConfig, Simulator
+    from webapp.telemetry.simulation import backfill
+    from webapp.telemetry.stats import ingest_stats
+
+    start = (int(time.time()) - 3600) // 60 * 60
+    sim = Simulator(
+        SimConfig(
+            seed=5,
+            n_nodes=2,
+            n_instances=8,
+            start=start,
+            hours=hours,
+            rates=ScenarioRates(0, 0, 0, scheduled=False),
+        )
+    )
+    backfill(sim)
+    ingest_stats.flush()
+    return sim
+
+
 def promote_artefact(kind: str, path: str):
     from webapp.detection import versions
     from webapp.detection.models import ModelVersion

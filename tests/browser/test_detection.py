@@ -4,39 +4,22 @@ viewer cannot. No console errors; screenshots kept."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.simulator import ScenarioRates, SimConfig, Simulator
 from tests.browser.conftest import login
-from tests.conftest import PASSWORD, promote_artefact
+from tests.conftest import PASSWORD, backfill_quiet_fleet, promote_artefact
 from webapp.detection.interference import predict_fleet
 from webapp.detection.models import Anomaly, InterferencePrediction, ModelVersion
 from webapp.telemetry.models import Instance, Node
-from webapp.telemetry.simulation import backfill
-from webapp.telemetry.stats import ingest_stats
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def predicted_fleet(clean_store, interference_artefact):
-    start = (int(time.time()) - 3600) // 60 * 60
-    backfill(
-        Simulator(
-            SimConfig(
-                seed=5,
-                n_nodes=2,
-                n_instances=8,
-                start=start,
-                hours=1.0,
-                rates=ScenarioRates(0, 0, 0, scheduled=False),
-            )
-        )
-    )
-    ingest_stats.flush()
+    backfill_quiet_fleet(hours=1.0)
     promote_artefact("interference", interference_artefact)
     predict_fleet()
     assert InterferencePrediction.objects.exists()

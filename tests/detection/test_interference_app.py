@@ -12,32 +12,16 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from ingest.simulator import ScenarioRates, SimConfig, Simulator
-from tests.conftest import bearer, promote_artefact
+from tests.conftest import backfill_quiet_fleet, bearer, promote_artefact
 from webapp.detection.interference import predict_fleet
 from webapp.detection.models import InterferencePrediction
 from webapp.telemetry import query
 from webapp.telemetry.models import Instance, Node
-from webapp.telemetry.simulation import backfill
-from webapp.telemetry.stats import ingest_stats
 
 
 @pytest.fixture
 def fleet(store):
-    start = (int(time.time()) - 3600) // 60 * 60
-    sim = Simulator(
-        SimConfig(
-            seed=5,
-            n_nodes=2,
-            n_instances=8,
-            start=start,
-            hours=2.0,
-            rates=ScenarioRates(0, 0, 0, scheduled=False),
-        )
-    )
-    backfill(sim)
-    ingest_stats.flush()
-    return sim
+    return backfill_quiet_fleet(hours=2.0)
 
 
 def test_predictions_for_every_placed_instance(fleet, interference_artefact):
