@@ -221,7 +221,6 @@ class InterferencePredictor:
             moved_id, matrix = moved.instance_id, moved.matrix
         else:
             matrix = moved
-        matrix = self._check_matrix(matrix, f"instance {moved_id!r}", WhatIfError)
         if not self._has_samples(matrix, f"instance {moved_id!r}", WhatIfError):
             raise WhatIfError(f"instance {moved_id!r} has no metric samples in the window")
         if target_neighbours is None:
