@@ -169,3 +169,75 @@ def test_interval_coverage_is_unknown_rather_than_invented(tmp_path):
     assert what_if_widening(version) == 0.02
     (tmp_path / "calibration.json").write_text("{not json")
     assert interval_coverage(version) is None
+
+
+def test_the_fleet_view_names_every_placed_instance_it_could_not_predict(
+    fleet, interference_artefact, viewer_client
+):
+    promote_artefact("interference", interference_artefact)
+    real = Node.objects.create(name="real-host", cpu_cores=8, memory_bytes=32 * 2**30)
+    on_real = Instance.objects.filter(node__isnull=False).first()
+    on_real.node = real
+    on_real.save(update_fields=["node"])
+    stopped = Instance.objects.create(
+        name="stopped-vm",
+        node=Node.objects.exclude(pk=real.pk).first(),
+        first_seen=timezone.now() - timedelta(hours=5),
+        last_seen=timezone.now() - timedelta(hours=3),
+    )
+    predict_fleet(int(time.time() * 1000))
+    page = viewer_client.get(reverse("interference"))
+    reasons = {u["instance"].name: u["reason"] for u in page.context["unpredicted"]}
+    assert reasons == {
+        on_real.name: "node real-host has no known llc_mb, membw, net, disk capacity",
+        "stopped-vm": "no metric samples in the window the model reads before the latest round",
+    }
+    assert page.context["total"] == Instance.objects.filter(node__isnull=False).count() - 2
+    assert "Not predicted" in page.text and "stopped-vm" in page.text
+    # The instance's own page says why too.
+    page = viewer_client.get(reverse("interference_instance", args=[stopped.name]))
+    assert page.context["missing"] == reasons["stopped-vm"]
+    assert "Not in the latest prediction round" in page.text
+    # One placed after the round is not blamed on missing data.
+    late = Instance.objects.create(name="new-vm", node=stopped.node)
+    late.first_seen = timezone.now() + timedelta(minutes=2)
+    late.save(update_fields=["first_seen"])
+    page = viewer_client.get(reverse("interference"))
+    reasons = {u["instance"].name: u["reason"] for u in page.context["unpredicted"]}
+    assert reasons["new-vm"] == "placed after the latest round"
+
+
+def test_an_instance_outside_the_most_slowed_is_not_said_to_have_no_neighbours(
+    fleet, interference_artefact, viewer_client, monkeypatch
+):
+    """Blame is computed for the most slowed instances only; the others' pages must say so,
+    not that the node has no neighbours."""
+    from webapp.detection import interference
+
+    monkeypatch.setattr(interference, "ATTRIBUTE_WORST", 1)
+    promote_artefact("interference", interference_artefact)
+    predict_fleet()
+    spared = InterferencePrediction.objects.order_by("-p").first()
+    assert spared.neighbours == []
+    page = viewer_client.get(reverse("interference_instance", args=[spared.instance.name]))
+    assert page.context["neighbours_predicted"] is True
+    assert "No neighbours on this node" not in page.text
+    assert "most slowed instances of the fleet" in page.text
+    assert page.context["missing"] is None
+
+
+def test_the_fleet_view_sorts_both_ways_by_every_column(
+    fleet, interference_artefact, viewer_client
+):
+    promote_artefact("interference", interference_artefact)
+    predict_fleet()
+    names = sorted(Instance.objects.filter(node__isnull=False).values_list("name", flat=True))
+    up = viewer_client.get(reverse("interference"), {"sort": "instance"})
+    down = viewer_client.get(reverse("interference"), {"sort": "-instance"})
+    assert [r.instance.name for r in up.context["rows"]] == names
+    assert [r.instance.name for r in down.context["rows"]] == names[::-1]
+    widths = [
+        r.width
+        for r in viewer_client.get(reverse("interference"), {"sort": "-width"}).context["rows"]
+    ]
+    assert widths == sorted(widths, reverse=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from django.db import transaction
@@ -89,10 +89,19 @@ def node_capacity(node: Node) -> dict:
     }
 
 
+def missing_capacity(capacity: dict) -> list[str]:
+    """The capacity features the model reads that are not a positive number."""
+    missing = []
+    for key in CAPACITY_KEYS:
+        value = float(capacity.get(key, np.nan))
+        if not (np.isfinite(value) and value > 0):
+            missing.append(key)
+    return missing
+
+
 def capacity_known(capacity: dict) -> bool:
     """Whether every capacity feature the model reads is a positive number."""
-    values = np.array([capacity.get(k, np.nan) for k in CAPACITY_KEYS], dtype=float)
-    return bool(np.all(np.isfinite(values) & (values > 0)))
+    return not missing_capacity(capacity)
 
 
 def _inputs(predictor, instances: list[Instance], end_ms: int):
@@ -203,6 +212,38 @@ def predict_fleet(now_ms: int | None = None) -> int:
     return len(rows)
 
 
+def unpredicted(
+    round_at: datetime | None, predicted: set[int], only: Instance | None = None
+) -> list[dict]:
+    """Placed instances (or just ``only``) that the prediction round at ``round_at`` left
+    out, each with the reason ``predict_fleet`` had, so no page hides one silently."""
+    placed_qs = Instance.objects.filter(node__isnull=False)
+    any_seen = placed_qs.filter(last_seen__isnull=False).exists()
+    if only is not None:
+        placed_qs = placed_qs.filter(pk=only.pk)
+    placed = list(placed_qs.select_related("node").order_by("name"))
+    missing: dict[int, list[str]] = {}
+    out = []
+    for instance in placed:
+        if instance.pk in predicted:
+            continue
+        node = instance.node
+        if node.pk not in missing:
+            missing[node.pk] = missing_capacity(node_capacity(node))
+        if round_at is None:
+            reason = "no prediction round has run yet"
+        elif missing[node.pk]:
+            reason = f"node {node.name} has no known {', '.join(missing[node.pk])} capacity"
+        elif instance.first_seen >= round_at + timedelta(minutes=1):  # rounds run within a minute
+            reason = "placed after the latest round"
+        elif instance.last_seen is None and any_seen:
+            reason = "has never sent a metric sample"
+        else:
+            reason = "no metric samples in the window the model reads before the latest round"
+        out.append({"instance": instance, "node": node, "reason": reason})
+    return out
+
+
 def what_if(instance_name: str, node_name: str) -> dict:
     instance = Instance.objects.filter(name=instance_name).select_related("node").first()
     if instance is None:
@@ -213,8 +254,7 @@ def what_if(instance_name: str, node_name: str) -> dict:
     if instance.node_id == node.pk:
         raise WhatIfError(f"{instance_name} already runs on {node_name}", "node")
     capacity = node_capacity(node)
-    if not capacity_known(capacity):
-        unknown = [k for k, v in capacity.items() if not (np.isfinite(v) and v > 0)]
+    if unknown := missing_capacity(capacity):
         raise WhatIfError(f"{node_name} has no known capacity ({', '.join(unknown)})", "node", 409)
     version, predictor = versions.load_promoted(ModelVersion.KIND_INTERFERENCE, _load)
     if predictor is None:

@@ -19,21 +19,29 @@ from webapp.core.tokens import authenticate, raw_token_from_request
 from webapp.dashboards import timerange
 from webapp.detection import charts, versions
 from webapp.detection.interference import (
+    ATTRIBUTE_WORST,
     WhatIfError,
     interval_coverage,
+    unpredicted,
     what_if,
     what_if_widening,
 )
 from webapp.detection.models import InterferencePrediction, ModelVersion
 from webapp.telemetry.models import Instance, Node
 
-SORTS = {"p": "p", "-p": "-p", "instance": "instance__name", "node": "node__name", "width": "width"}
+_SORT_FIELDS = {"p": "p", "instance": "instance__name", "node": "node__name", "width": "width"}
+SORTS = {**_SORT_FIELDS, **{f"-{k}": f"-{v}" for k, v in _SORT_FIELDS.items()}}
 HEATMAP_COLUMNS = 60
 
 
+def latest_round():
+    """When the newest prediction round ran (every instance is predicted each minute)."""
+    return InterferencePrediction.objects.aggregate(ts=Max("ts"))["ts"]
+
+
 def latest_predictions():
-    """The newest prediction round (predictions run for every instance each minute)."""
-    newest = InterferencePrediction.objects.aggregate(ts=Max("ts"))["ts"]
+    """The newest prediction round's rows."""
+    newest = latest_round()
     if newest is None:
         return InterferencePrediction.objects.none()
     return InterferencePrediction.objects.filter(
@@ -74,6 +82,7 @@ def interference(request):
             "sort": sort,
             "nodes": nodes,
             "total": len(rows),
+            "unpredicted": unpredicted(latest_round(), set(by_instance)),
             "coverage": interval_coverage(versions.promoted(ModelVersion.KIND_INTERFERENCE)),
         },
     )
@@ -123,6 +132,17 @@ def interference_instance(request, name: str):
     )
     ts = [int(r.ts.timestamp() * 1000) for r in rows]
     latest = rows[-1] if rows else None
+    newest_round = latest_round()
+    missing = None  # why the newest round has no prediction for it
+    if instance.node_id and not (latest and newest_round and latest.ts >= newest_round):
+        left_out = unpredicted(newest_round, set(), only=instance)
+        missing = left_out[0]["reason"] if left_out else None
+    neighbours_predicted = (
+        latest is not None
+        and InterferencePrediction.objects.filter(node_id=latest.node_id, ts=latest.ts)
+        .exclude(instance=instance)
+        .exists()
+    )
     return render(
         request,
         "detection/interference_instance.html",
@@ -131,6 +151,9 @@ def interference_instance(request, name: str):
             "tr": tr,
             "presets": timerange.PRESETS,
             "latest": latest,
+            "missing": missing,
+            "neighbours_predicted": neighbours_predicted,
+            "attribute_worst": ATTRIBUTE_WORST,
             "figure": charts.p_band_figure(
                 f"Predicted P of {instance.name} (1 = not slowed)",
                 ts,
