@@ -241,3 +241,15 @@ def test_the_fleet_view_sorts_both_ways_by_every_column(
         for r in viewer_client.get(reverse("interference"), {"sort": "-width"}).context["rows"]
     ]
     assert widths == sorted(widths, reverse=True)
+
+
+def test_a_neighbour_whose_removal_would_not_help_shows_a_plain_negative_gain(
+    fleet, interference_artefact, viewer_client
+):
+    promote_artefact("interference", interference_artefact)
+    predict_fleet()
+    row = InterferencePrediction.objects.order_by("p").first()
+    row.neighbours = [["helper-vm", -0.0012], ["noisy-vm", 0.0431]]
+    row.save(update_fields=["neighbours"])
+    page = viewer_client.get(reverse("interference_instance", args=[row.instance.name]))
+    assert "-0.001" in page.text and "+-" not in page.text and "+0.043" in page.text

@@ -83,6 +83,7 @@ def interference(request):
             "nodes": nodes,
             "total": len(rows),
             "unpredicted": unpredicted(latest_round(), set(by_instance)),
+            "attribute_worst": ATTRIBUTE_WORST,
             "coverage": interval_coverage(versions.promoted(ModelVersion.KIND_INTERFERENCE)),
         },
     )
