@@ -253,3 +253,37 @@ def test_a_neighbour_whose_removal_would_not_help_shows_a_plain_negative_gain(
     row.save(update_fields=["neighbours"])
     page = viewer_client.get(reverse("interference_instance", args=[row.instance.name]))
     assert "-0.001" in page.text and "+-" not in page.text and "+0.043" in page.text
+
+
+def test_what_if_compares_with_p_in_place_from_the_same_minutes(
+    fleet, interference_artefact, viewer_client
+):
+    """ "P now" is predicted from the same window as the move, not read from a stored round
+    (which may be minutes or hours old), so "change" is the move's effect alone."""
+    version = promote_artefact("interference", interference_artefact)
+    moved = Instance.objects.filter(node__isnull=False).first()
+    target = Node.objects.exclude(pk=moved.node_id).first()
+    resident = Instance.objects.filter(node=target).first()
+    InterferencePrediction.objects.create(  # a stale round must not be shown as now
+        instance=resident,
+        node=target,
+        ts=timezone.now() - timedelta(hours=3),
+        p=0.123,
+        p_low=0.1,
+        p_high=0.2,
+        neighbours=[],
+        model_version=version,
+    )
+    body = _what_if(viewer_client, {"instance": moved.name, "node": target.name}).json()
+    for row in [body["moved"], *body["existing"]]:
+        assert row["p_now"] is not None and row["p_now"] != 0.123
+        assert row["change"] == pytest.approx(row["p"] - row["p_now"], abs=2e-4)
+    page = viewer_client.get(reverse("what_if"), {"instance": moved.name, "node": target.name})
+    assert "from the same minutes of data as the move" in page.text
+    # Where the moved instance runs now has no known capacity: no P now, still an answer.
+    bare = Node.objects.create(name="cores-only", cpu_cores=8, memory_bytes=2**34)
+    moved.node = bare
+    moved.save(update_fields=["node"])
+    body = _what_if(viewer_client, {"instance": moved.name, "node": target.name}).json()
+    assert body["moved"]["p_now"] is None and body["moved"]["change"] is None
+    assert all(row["p_now"] is not None for row in body["existing"])

@@ -104,10 +104,8 @@ def capacity_known(capacity: dict) -> bool:
     return not missing_capacity(capacity)
 
 
-def _inputs(predictor, instances: list[Instance], end_ms: int):
-    from models.interference.predictor import NeighbourInput, VictimInput
-
-    windows = metric_windows(
+def _windows(predictor, instances: list[Instance], end_ms: int) -> dict:
+    return metric_windows(
         "vm",
         [i.pk for i in instances],
         list(predictor.metric_names),
@@ -115,6 +113,13 @@ def _inputs(predictor, instances: list[Instance], end_ms: int):
         predictor.window_steps,
         STEP_SECONDS * 1000,
     )
+
+
+def _inputs(predictor, instances: list[Instance], windows: dict):
+    """One victim per placed instance with samples in ``windows``, its neighbours being the
+    other such instances on its node."""
+    from models.interference.predictor import NeighbourInput, VictimInput
+
     by_node: dict[int, list[Instance]] = defaultdict(list)
     for instance in instances:
         by_node[instance.node_id].append(instance)
@@ -156,7 +161,7 @@ def predict_fleet(now_ms: int | None = None) -> int:
     ) or list(Instance.objects.filter(node__isnull=False).select_related("node"))
     if not instances:
         return 0
-    victims = _inputs(predictor, instances, minute_ms)
+    victims = _inputs(predictor, instances, _windows(predictor, instances, minute_ms))
     if not victims:
         return 0
     predictions = predictor.predict(victims)
@@ -262,16 +267,14 @@ def what_if(instance_name: str, node_name: str) -> dict:
     from models.interference.predictor import NeighbourInput
     from models.interference.predictor import WhatIfError as ModelWhatIfError
 
-    residents = list(Instance.objects.filter(node=node))
+    residents = list(Instance.objects.filter(node=node).select_related("node"))
+    housemates = (
+        list(Instance.objects.filter(node_id=instance.node_id).select_related("node"))
+        if instance.node_id
+        else []
+    )  # the moved instance's current node, itself included
     now_ms = int(time.time() * 1000)
-    windows = metric_windows(
-        "vm",
-        [instance.pk] + [r.pk for r in residents],
-        list(predictor.metric_names),
-        now_ms,
-        predictor.window_steps,
-        STEP_SECONDS * 1000,
-    )
+    windows = _windows(predictor, [*residents, *housemates, instance], now_ms)
     if np.all(np.isnan(windows[instance.pk])):
         minutes = predictor.window_steps * STEP_SECONDS / 60
         raise WhatIfError(
@@ -289,20 +292,20 @@ def what_if(instance_name: str, node_name: str) -> dict:
         )
     except ModelWhatIfError as exc:
         raise WhatIfError(str(exc), "node") from None
-    current = {
-        p.instance.name: p.p
-        for p in InterferencePrediction.objects.filter(instance__in=[instance, *residents])
-        .order_by("instance", "ts")
-        .select_related("instance")
-    }
+    # P where everyone runs now, from the same minutes of data, so that the change is the
+    # move's alone (a stored prediction a minute old differs by more than a move often does).
+    in_place = predictor.predict(_inputs(predictor, [*residents, *housemates], windows))
+    current = {p.instance_id: float(p.p) for p in in_place}
 
     def row(prediction, name):
+        p_now = current.get(name)
         return {
             "instance": name,
             "p": round(float(prediction.p), 4),
             "p_low": round(float(prediction.p_low), 4),
             "p_high": round(float(prediction.p_high), 4),
-            "p_now": current.get(name),
+            "p_now": None if p_now is None else round(p_now, 4),
+            "change": None if p_now is None else round(float(prediction.p) - p_now, 4),
         }
 
     return {
