@@ -109,3 +109,36 @@ def test_labelling_needs_the_operator_role(viewer_client, operator_client, anoma
     assert (anomaly.label, anomaly.label_scenario) == ("expected", "scheduled_backup")
     page = viewer_client.get(reverse("anomaly_detail", args=[anomaly.pk]))
     assert page.status_code == 200
+
+
+def test_an_open_anomalys_page_shows_no_empty_future(viewer_client, anomaly_artefact, db):
+    from datetime import timedelta
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    version = promote_artefact("anomaly", anomaly_artefact)
+    node = Node.objects.create(name="n")
+    now = timezone.now()
+    open_now = Anomaly.objects.create(
+        level="host",
+        node=node,
+        start=now - timedelta(minutes=5),
+        end=now,
+        score=70,
+        model_version=version,
+    )
+    page = viewer_client.get(reverse("anomaly_detail", args=[open_now.pk]))
+    tr = page.context["tr"]
+    assert tr.end_ms <= int((timezone.now() + timedelta(minutes=1)).timestamp() * 1000) + 1
+    assert tr.start_ms == int((open_now.start - timedelta(minutes=30)).timestamp() * 1000)
+    old = Anomaly.objects.create(
+        level="host",
+        node=node,
+        start=now - timedelta(days=1),
+        end=now - timedelta(hours=23),
+        score=70,
+        model_version=version,
+    )
+    tr = viewer_client.get(reverse("anomaly_detail", args=[old.pk])).context["tr"]
+    assert tr.end_ms == int((old.end + timedelta(hours=1)).timestamp() * 1000)  # padded as before

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 from django.views.decorators.http import require_POST
 
@@ -76,10 +77,11 @@ def anomaly_detail(request, anomaly_id: int):
         pk=anomaly_id,
     )
     pad = max(timedelta(minutes=30), (anomaly.end - anomaly.start))
+    # Charts stop now: an anomaly that is still open would otherwise end in half an hour of
+    # empty future.
+    end = max(min(anomaly.end + pad, timezone.now()), anomaly.end + timedelta(minutes=1))
     window = timerange.TimeRange(
-        int((anomaly.start - pad).timestamp() * 1000),
-        int((anomaly.end + pad).timestamp() * 1000),
-        None,
+        int((anomaly.start - pad).timestamp() * 1000), int(end.timestamp() * 1000), None
     )
     if anomaly.instance_id:
         series = Series.objects.filter(instance=anomaly.instance)
