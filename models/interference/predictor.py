@@ -57,7 +57,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.interference.calibration import CALIBRATION_FILE, apply_margin, read_calibration
+from models.interference.calibration import (
+    CALIBRATION_FILE,
+    apply_margin,
+    interval_metrics,
+    read_calibration,
+)
 from models.interference.components import build_member
 from models.interference.encoding import FeatureScaler
 from models.interference.features import (
@@ -169,6 +174,18 @@ class InterferencePredictor:
         if not len(w):
             return np.zeros((0, 3))
         return self.calibrated_mean(self.member_predictions(w))
+
+    def score_windows(self, w: Windows, metric_names: Sequence[str]) -> dict[str, float]:
+        """MAE (pp), interval coverage and width (pp) of the served P on labelled windows
+        whose columns are ``metric_names``, so two versions can be compared on the same
+        held-out data. ValueError when this version reads other metrics or window lengths."""
+        if list(metric_names) != self.metric_names or w.victim.shape[1] != self.window_steps:
+            raise ValueError(
+                f"the windows have {w.victim.shape[1]} steps of {len(metric_names)} metrics; "
+                f"this version reads {self.window_steps} steps of {len(self.metric_names)}"
+            )
+        out = self.predict_windows(w)
+        return {"mae_pp": float(100 * np.abs(out[:, 0] - w.p).mean()), **interval_metrics(out, w.p)}
 
     def member_predictions(self, w: Windows) -> dict[str, np.ndarray]:
         """Each ensemble member's raw [N, 3] (P, low, high), before averaging and calibration."""

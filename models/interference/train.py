@@ -110,6 +110,8 @@ class TrainResult:
     n_train: int
     n_val: int
     data_hash: str
+    val: Windows | None = None  # the held-out windows, so another version can be scored on them
+    metric_names: list[str] = field(default_factory=list)  # the windows' columns
 
 
 def parse_members(members: str | Sequence[str]) -> tuple[str, ...]:
@@ -300,7 +302,7 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
     }
     _write(out / "config.json", config)
     _write(out / "metrics.json", metrics)
-    return TrainResult(out, metrics, seconds, len(fit), len(val), digest)
+    return TrainResult(out, metrics, seconds, len(fit), len(val), digest, val, list(names))
 
 
 def _what_if_calibration(

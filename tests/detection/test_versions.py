@@ -64,6 +64,12 @@ def test_model_pages_and_permissions(viewer_client, admin_client, db):
     assert version.status == "promoted"
     progress = viewer_client.get(reverse("model_progress", args=[version.pk])).json()
     assert progress["state"] == "succeeded"
+    # A finished first version is not said to be waiting for its comparison.
+    page = viewer_client.get(reverse("model_detail", args=[version.pk])).text
+    assert "no version was promoted when this one was trained" in page
+    queued = versions.create_version("anomaly", {})
+    page = viewer_client.get(reverse("model_detail", args=[queued.pk])).text
+    assert "it runs when training finishes" in page
 
 
 def test_retraining_is_not_queued_twice(db):
@@ -133,3 +139,50 @@ def test_bootstrap_retries_a_failed_first_model_a_bounded_number_of_times(db):
         assert "anomaly" in {v.kind for v in queued}, f"attempt {attempt + 1} not queued"
         ModelVersion.objects.filter(training_state="queued").update(training_state="failed")
     assert versions.bootstrap_models("quick") == []
+
+
+def test_a_new_interference_version_is_scored_beside_the_promoted_on_its_held_out_windows(
+    db, tmp_path, settings, interference_artefact
+):
+    """The stored figures of two versions come from each one's own validation data; the
+    comparison also scores both on the new version's held-out windows, and says whether the
+    promoted version held those workloads out too."""
+    import json
+    from pathlib import Path
+
+    from tests.conftest import promote_artefact
+
+    settings.VAR_DIR = tmp_path
+    promote_artefact("interference", interference_artefact)
+    version = versions.create_version(
+        "interference", {"train": versions.PROFILES["quick"]["interference"]}
+    )
+    version = versions.run_training(version.pk)
+    assert version.training_state == "succeeded", version.error
+    rows = version.comparison
+    for key in ("mae_pp", "coverage", "interval_width"):
+        pair = rows[f"same held-out windows: {key}"]
+        assert isinstance(pair["candidate"], float) and isinstance(pair["promoted"], float)
+    held = [
+        json.loads((Path(p) / "metrics.json").read_text())["val_groups"]
+        for p in (version.artefact_path, interference_artefact)
+    ]
+    both = rows["same held-out windows: held out by both"]["promoted"]
+    assert both == (
+        "yes" if set(held[0]) <= set(held[1]) else "no: it trained on some of these workloads"
+    )
+    # A promoted version that reads longer windows is not scored on windows it cannot read.
+    config = Path(interference_artefact) / "scaler.json"
+    original = config.read_text()
+    try:
+        changed = json.loads(original)
+        changed["window"] += 4
+        config.write_text(json.dumps(changed))
+        second = versions.run_training(
+            versions.create_version(
+                "interference", {"train": versions.PROFILES["quick"]["interference"]}
+            ).pk
+        )
+    finally:
+        config.write_text(original)
+    assert "steps" in second.comparison["same held-out windows: not compared"]["promoted"]

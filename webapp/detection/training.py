@@ -4,8 +4,10 @@ and its comparison with the promoted version. Called by ``versions.run_training`
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
+from pathlib import Path
 
 from webapp.detection import versions
 from webapp.detection.models import ModelVersion
@@ -205,12 +207,55 @@ def train_interference(version: ModelVersion) -> dict:
     metrics = _flatten(result.metrics)
     promoted = versions.promoted(ModelVersion.KIND_INTERFERENCE)
     keys = [k for k in metrics if "mae" in k or "coverage" in k][:10]
+    comparison = _compare(metrics, promoted, keys)
+    if promoted is not None:
+        comparison.update(interference_head_to_head(promoted, result))
     return {
         "metrics": metrics,
-        "comparison": _compare(metrics, promoted, keys),
+        "comparison": comparison,
         "data_hash": result.data_hash,
         "promote_if_first": True,
     }
+
+
+def interference_head_to_head(promoted: ModelVersion, result) -> dict:
+    """Both versions scored on the new version's held-out windows: the stored figures above
+    were each measured on its own validation data, which differs when the configuration
+    does. Whether the promoted version held those workloads out too is said, since a version
+    that trained on them is favoured."""
+    from models.interference.predictor import InterferencePredictor
+
+    prefix = "same held-out windows: "
+    try:
+        theirs = InterferencePredictor.load(promoted.artefact_path).score_windows(
+            result.val, result.metric_names
+        )
+        mine = InterferencePredictor.load(result.out_dir).score_windows(
+            result.val, result.metric_names
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        return {f"{prefix}not compared": {"candidate": "–", "promoted": str(exc)[:200]}}
+    try:
+        theirs_held_out = json.loads((Path(promoted.artefact_path) / "metrics.json").read_text())[
+            "val_groups"
+        ]
+    except (OSError, ValueError, KeyError):
+        theirs_held_out = None
+    if theirs_held_out is None:
+        both = "unknown"
+    elif set(result.metrics["val_groups"]) <= set(theirs_held_out):
+        both = "yes"
+    else:
+        both = "no: it trained on some of these workloads"
+    rows = {
+        f"{prefix}{key}": {"candidate": round(mine[key], 4), "promoted": round(theirs[key], 4)}
+        for key in ("mae_pp", "coverage", "interval_width")
+    }
+    rows[f"{prefix}held out by both"] = {
+        "candidate": "yes",
+        "promoted": both,
+    }
+    return rows
 
 
 TRAINERS = {
