@@ -119,6 +119,8 @@ def test_each_kind_trains_through_the_app_and_is_promoted_first(
     assert reported and version.progress["message"] == reported[-1]  # shown on Models page
     stage = {"anomaly": " epoch ", "interference": " epoch ", "mitigation": "causal forest 1/"}
     assert any(stage[kind] in f" {m}" for m in reported), reported
+    if kind == "anomaly":  # shown beside the promoted one's, so shared data is visible
+        assert isinstance(version.metrics["validation_fleet_seed"], int)
 
 
 def test_a_restarted_worker_fails_only_its_own_interrupted_runs(db):

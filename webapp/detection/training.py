@@ -102,9 +102,15 @@ def train_anomaly(version: ModelVersion) -> dict:
     result = _with_progress(version, ("models.anomaly.train",), lambda: train(cfg))
     metrics = _flatten(result.metrics.get("validation", {}), "validation.")
     metrics["train_windows"] = result.metrics.get("train_windows")
+    # The validation fleet's seed says whether two versions' figures share their data.
+    metrics["validation_fleet_seed"] = result.metrics.get("val_seed")
     metrics.update(labelled_history_agreement(result.detector, windows))
     promoted = versions.promoted(ModelVersion.KIND_ANOMALY)
-    comparison = _compare(metrics, promoted, [k for k in metrics if k.startswith("validation.")])
+    comparison = _compare(
+        metrics,
+        promoted,
+        [k for k in metrics if k.startswith("validation")],
+    )
     if promoted is not None and windows:
         current = AnomalyDetector.load(promoted.artefact_path)
         before = labelled_history_agreement(current, windows)
