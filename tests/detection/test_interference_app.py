@@ -287,3 +287,49 @@ def test_what_if_compares_with_p_in_place_from_the_same_minutes(
     body = _what_if(viewer_client, {"instance": moved.name, "node": target.name}).json()
     assert body["moved"]["p_now"] is None and body["moved"]["change"] is None
     assert all(row["p_now"] is not None for row in body["existing"])
+
+
+def test_a_slowdown_is_one_signal_that_ends_when_p_recovers(
+    fleet, interference_artefact, monkeypatch
+):
+    """Suspects used to be recorded per hour and never ended, so an incident built on one
+    could never resolve; now each slowdown is one signal, ended on recovery or staleness."""
+    from webapp.detection import interference
+    from webapp.incidents.models import Incident, Signal
+    from webapp.incidents.services import auto_resolve
+
+    promote_artefact("interference", interference_artefact)
+    t0 = (int(time.time()) // 60) * 60_000
+    placed = Instance.objects.filter(node__isnull=False).count()
+    monkeypatch.setattr(interference, "SUSPECT_BELOW", 1.01)  # every instance is a suspect
+    for minute in range(3):
+        predict_fleet(t0 + minute * 60_000)
+    signals = Signal.objects.filter(kind="interference")
+    assert signals.count() == placed and not signals.filter(end__isnull=False).exists()
+    silent = Instance.objects.create(
+        name="stopped-vm",
+        node=Node.objects.first(),
+        last_seen=timezone.now() - timedelta(hours=3),
+    )
+    Signal.objects.create(
+        kind="interference",
+        source_id="legacy",
+        title="old",
+        instance=silent,
+        start=timezone.now() - timedelta(hours=2),
+    )
+    monkeypatch.setattr(interference, "SUSPECT_BELOW", 0.0)  # everyone recovered
+    predict_fleet(t0 + 3 * 60_000)
+    assert not Signal.objects.filter(kind="interference", end__isnull=True).exists()
+    ended = {s.end for s in signals.exclude(source_id="legacy")}
+    assert [int(e.timestamp() * 1000) for e in ended] == [t0 + 3 * 60_000]
+    predict_fleet(t0 + 3 * 60_000)  # the same round again changes nothing
+    assert Signal.objects.filter(kind="interference").count() == placed + 1
+    later = timezone.now() + timedelta(hours=2)
+    auto_resolve(now=later)
+    incidents = Incident.objects.filter(signals__kind="interference").distinct()
+    assert incidents.exists() and all(i.state == Incident.RESOLVED for i in incidents)
+    # A new slowdown is a new signal.
+    monkeypatch.setattr(interference, "SUSPECT_BELOW", 1.01)
+    predict_fleet(t0 + 4 * 60_000)
+    assert Signal.objects.filter(kind="interference", end__isnull=True).count() == placed

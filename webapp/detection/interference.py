@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Max
 
 from ingest.types import MetricBatch, SeriesSamples
 from models.interference.calibration import read_calibration
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ATTRIBUTE_WORST = 50  # neighbour blame is computed for the most slowed instances
 SUSPECT_BELOW = 0.6  # P under this becomes an "interference" incident signal
+STALE_AFTER = timedelta(minutes=10)  # a suspect without predictions this long has ended
 
 
 class WhatIfError(ValueError):
@@ -148,8 +150,6 @@ def _inputs(predictor, instances: list[Instance], windows: dict):
 
 def predict_fleet(now_ms: int | None = None) -> int:
     """Predict P for every placed instance that sent data recently; idempotent per minute."""
-    from webapp.incidents.services import record_signal
-
     version, predictor = versions.load_promoted(ModelVersion.KIND_INTERFERENCE, _load)
     if predictor is None:
         return 0
@@ -202,19 +202,61 @@ def predict_fleet(now_ms: int | None = None) -> int:
         InterferencePrediction.objects.filter(ts=at).delete()
         InterferencePrediction.objects.bulk_create(rows)
     writer.write_metrics(MetricBatch(series=series), source="telltale", client="interference")
-    for row in rows:
-        if row.p < SUSPECT_BELOW:
-            top = row.neighbours[0][0] if row.neighbours else "its neighbours"
-            record_signal(
-                "interference",
-                f"{row.instance_id}:{minute_ms // 3_600_000}",
-                title=f"{row.instance.name} slowed to P={row.p:.2f} by {top}",
-                start=at,
-                severity="warning",
-                instance=row.instance,
-                details={"p": row.p, "neighbours": row.neighbours},
-            )
+    track_suspects(rows, at)
     return len(rows)
+
+
+def track_suspects(rows: list[InterferencePrediction], at: datetime) -> None:
+    """One ``interference`` incident signal per slowdown of an instance: opened when a round
+    predicts P under SUSPECT_BELOW, kept while it stays there, and ended when a round predicts
+    it at or above again, or when the instance has had no prediction for STALE_AFTER, so
+    incidents built on it can resolve. Idempotent per round."""
+    from webapp.incidents.models import Signal
+    from webapp.incidents.services import record_signal
+
+    open_by_instance: dict[int, list[Signal]] = defaultdict(list)
+    for signal in Signal.objects.filter(kind="interference", end__isnull=True).order_by("start"):
+        open_by_instance[signal.instance_id].append(signal)
+
+    def end(signal: Signal, when: datetime) -> None:
+        record_signal(
+            "interference",
+            signal.source_id,
+            title=signal.title,
+            start=signal.start,
+            end=max(when, signal.start),
+            instance=signal.instance,
+        )
+
+    for row in rows:
+        current = open_by_instance.pop(row.instance_id, [])
+        if row.p >= SUSPECT_BELOW:
+            for signal in current:
+                end(signal, at)
+            continue
+        for signal in current[:-1]:  # older ones (kept open by earlier versions) end now
+            end(signal, at)
+        top = row.neighbours[0][0] if row.neighbours else "its neighbours"
+        record_signal(
+            "interference",
+            current[-1].source_id if current else f"{row.instance_id}:{int(at.timestamp())}",
+            title=f"{row.instance.name} slowed to P={row.p:.2f} by {top}",
+            start=current[-1].start if current else at,
+            severity="warning",
+            instance=row.instance,
+            details={"p": row.p, "neighbours": row.neighbours},
+        )
+    for instance_id, signals in open_by_instance.items():  # not predicted this round
+        last = (
+            InterferencePrediction.objects.filter(instance_id=instance_id).aggregate(ts=Max("ts"))[
+                "ts"
+            ]
+            if instance_id is not None
+            else None
+        )
+        if last is None or last <= at - STALE_AFTER:
+            for signal in signals:
+                end(signal, last or at)
 
 
 def unpredicted(
