@@ -189,6 +189,10 @@ CELERY_TASK_ROUTES = {"detection.train_model": {"queue": "training"}}
 
 # --- Telltale
 TELLTALE_RETENTION_DAYS = env_int("TELLTALE_RETENTION_DAYS", 15, minimum=1)
+# How often the promoted models score the fleet. Rounds are aligned to the minute (a second
+# round within one minute changes nothing), so a minute is the shortest useful period.
+TELLTALE_ANOMALY_SCORING_SECONDS = env_int("TELLTALE_ANOMALY_SCORING_SECONDS", 60, minimum=60)
+TELLTALE_INTERFERENCE_SECONDS = env_int("TELLTALE_INTERFERENCE_SECONDS", 60, minimum=60)
 TELLTALE_ROLLUP_1M_RETENTION_DAYS = env_int("TELLTALE_ROLLUP_1M_RETENTION_DAYS", 90, minimum=1)
 TELLTALE_ROLLUP_1H_RETENTION_DAYS = env_int("TELLTALE_ROLLUP_1H_RETENTION_DAYS", 400, minimum=1)
 TELLTALE_INGEST_MAX_BODY_BYTES = env_int("TELLTALE_INGEST_MAX_BODY_BYTES", 16 << 20, minimum=1024)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 
 def beat_schedule() -> dict:
+    from django.conf import settings
+
+    scoring = float(settings.TELLTALE_ANOMALY_SCORING_SECONDS)
+    interference = float(settings.TELLTALE_INTERFERENCE_SECONDS)
     return {
         "scrape-due-targets": {"task": "ingest.scrape_due", "schedule": 5.0},
         "rollup-samples": {"task": "telemetry.rollup", "schedule": 60.0},
@@ -13,13 +17,13 @@ def beat_schedule() -> dict:
         "alerting-cycle": {"task": "alerting.cycle", "schedule": 5.0, "options": {"expires": 5.0}},
         "score-anomalies": {
             "task": "detection.score_anomalies",
-            "schedule": 60.0,
-            "options": {"expires": 60.0},
+            "schedule": scoring,
+            "options": {"expires": scoring},
         },
         "predict-interference": {
             "task": "detection.predict_interference",
-            "schedule": 60.0,
-            "options": {"expires": 60.0},
+            "schedule": interference,
+            "options": {"expires": interference},
         },
         "bootstrap-models": {"task": "detection.bootstrap_models", "schedule": 60.0},
         "refresh-recommendations": {
