@@ -110,3 +110,30 @@ def test_lists_and_detail_render(viewer_client, db):
     incident = _incident()
     assert incident.title in viewer_client.get(reverse("incident_list")).content.decode()
     assert viewer_client.get(reverse("incident_detail", args=[incident.pk])).status_code == 200
+
+
+def test_each_signal_links_to_what_fired(viewer_client, db):
+    """From an incident, one click reaches the anomaly's explanation, the slowed instance's
+    neighbours, the alert or the unhealthy event."""
+    from webapp.telemetry.models import Instance
+
+    node = Node.objects.create(name="node-l")
+    vm = Instance.objects.create(name="vm-l", node=node)
+    start = datetime.now(tz=UTC) - timedelta(minutes=5)
+    for kind, source in (("alert", "17:1764500000000"), ("anomaly", "42"), ("interference", "9:1")):
+        services.record_signal(kind, source, title=f"{kind} fired", start=start, instance=vm)
+    incident = Incident.objects.filter(signals__kind="anomaly").get()
+    page = viewer_client.get(reverse("incident_detail", args=[incident.pk])).content.decode()
+    for url in (
+        reverse("alert_detail", args=[17]),
+        reverse("anomaly_detail", args=[42]),
+        reverse("interference_instance", args=["vm-l"]),
+    ):
+        assert f'href="{url}"' in page
+    from webapp.incidents.models import Signal
+
+    assert Signal(kind="unhealthy", source_id="5").source_url() == reverse(
+        "mitigation_event", args=[5]
+    )
+    assert Signal(kind="unhealthy", source_id="bogus").source_url() == ""
+    assert Signal(kind="interference", source_id="9:1").source_url() == ""  # no instance

@@ -114,6 +114,25 @@ class Signal(models.Model):
     def __str__(self) -> str:
         return f"{self.kind}: {self.title}"
 
+    def source_url(self) -> str:
+        """The page of what fired (the alert, the anomaly with its explanation, the slowed
+        instance, the unhealthy event); empty when it cannot be told."""
+        from django.urls import reverse
+
+        head = self.source_id.split(":", 1)[0]
+        if self.kind == "interference":
+            return (
+                reverse("interference_instance", args=[self.instance.name]) if self.instance else ""
+            )
+        if not head.isdigit():
+            return ""
+        names = {
+            "alert": "alert_detail",
+            "anomaly": "anomaly_detail",
+            "unhealthy": "mitigation_event",
+        }
+        return reverse(names[self.kind], args=[int(head)]) if self.kind in names else ""
+
 
 class TimelineEntry(models.Model):
     """Append-only audit trail of an incident: rows are never edited or deleted by the app."""
