@@ -68,6 +68,9 @@ def test_overview_lists_the_ten_most_slowed_without_loading_the_whole_round(view
         slowed = viewer_client.get(reverse("overview")).context["slowed"]
     ps = [r.p for r in slowed]
     assert len(ps) == 10 and ps == sorted(ps) and ps[0] == 0.3
+    # Two rounds are stored; each instance is listed once, with its newest prediction.
+    assert len({r.instance_id for r in slowed}) == 10
+    assert all(r.ts == now for r in slowed)
     sql = [
         q["sql"] for q in queries if "interferenceprediction" in q["sql"] and "ORDER BY" in q["sql"]
     ]

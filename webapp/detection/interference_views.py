@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.contrib.auth.decorators import login_not_required
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Subquery
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt
@@ -40,12 +40,18 @@ def latest_round():
 
 
 def latest_predictions():
-    """The newest prediction round's rows."""
+    """Each instance's newest prediction of the last two rounds (one a round missed still
+    shows), one row per instance."""
     newest = latest_round()
     if newest is None:
         return InterferencePrediction.objects.none()
+    own_newest = (
+        InterferencePrediction.objects.filter(instance_id=OuterRef("instance_id"))
+        .order_by("-ts")
+        .values("ts")[:1]
+    )
     return InterferencePrediction.objects.filter(
-        ts__gte=newest - timedelta(seconds=90)
+        ts__gte=newest - timedelta(seconds=90), ts=Subquery(own_newest)
     ).select_related("instance", "node", "model_version")
 
 
@@ -53,11 +59,6 @@ def latest_predictions():
 def interference(request):
     sort = request.GET.get("sort", "p")
     rows = list(latest_predictions())
-    by_instance = {}
-    for row in rows:  # keep one (the newest) per instance
-        if row.instance_id not in by_instance or row.ts > by_instance[row.instance_id].ts:
-            by_instance[row.instance_id] = row
-    rows = list(by_instance.values())
     for row in rows:
         row.width = row.p_high - row.p_low
     key = SORTS.get(sort, "p")
@@ -82,7 +83,7 @@ def interference(request):
             "sort": sort,
             "nodes": nodes,
             "total": len(rows),
-            "unpredicted": unpredicted(latest_round(), set(by_instance)),
+            "unpredicted": unpredicted(latest_round(), {r.instance_id for r in rows}),
             "attribute_worst": ATTRIBUTE_WORST,
             "coverage": interval_coverage(versions.promoted(ModelVersion.KIND_INTERFERENCE)),
         },
