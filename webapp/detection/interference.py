@@ -263,7 +263,10 @@ def unpredicted(
     round_at: datetime | None, predicted: set[int], only: Instance | None = None
 ) -> list[dict]:
     """Placed instances (or just ``only``) that the prediction round at ``round_at`` left
-    out, each with the reason ``predict_fleet`` had, so no page hides one silently."""
+    out, each with the reason ``predict_fleet`` had, so no page hides one silently. Before
+    the first round there is nothing to explain (pages say no prediction has run yet)."""
+    if round_at is None:
+        return []
     placed_qs = Instance.objects.filter(node__isnull=False)
     any_seen = placed_qs.filter(last_seen__isnull=False).exists()
     if only is not None:
@@ -277,9 +280,7 @@ def unpredicted(
         node = instance.node
         if node.pk not in missing:
             missing[node.pk] = missing_capacity(node_capacity(node))
-        if round_at is None:
-            reason = "no prediction round has run yet"
-        elif missing[node.pk]:
+        if missing[node.pk]:
             reason = f"node {node.name} has no known {', '.join(missing[node.pk])} capacity"
         elif instance.first_seen >= round_at + timedelta(minutes=1):  # rounds run within a minute
             reason = "placed after the latest round"
