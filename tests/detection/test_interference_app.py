@@ -333,3 +333,24 @@ def test_a_slowdown_is_one_signal_that_ends_when_p_recovers(
     monkeypatch.setattr(interference, "SUSPECT_BELOW", 1.01)
     predict_fleet(t0 + 4 * 60_000)
     assert Signal.objects.filter(kind="interference", end__isnull=True).count() == placed
+
+
+def test_old_predictions_are_dropped_with_the_raw_retention(fleet, interference_artefact, settings):
+    from workers.tasks import retention
+
+    settings.TELLTALE_RETENTION_DAYS = 2
+    version = promote_artefact("interference", interference_artefact)
+    instance = Instance.objects.filter(node__isnull=False).first()
+    for days in (3, 1):
+        InterferencePrediction.objects.create(
+            instance=instance,
+            node=instance.node,
+            ts=timezone.now() - timedelta(days=days),
+            p=0.8,
+            p_low=0.7,
+            p_high=0.9,
+            model_version=version,
+        )
+    assert retention()["interference_predictions"] == 1
+    kept = InterferencePrediction.objects.get()
+    assert kept.ts > timezone.now() - timedelta(days=2)

@@ -1,12 +1,15 @@
-"""State changes of anomalies (labels from people) and interference predictions."""
+"""State changes of anomalies (labels from people) and interference predictions (retention)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from webapp.dashboards import panelcache
-from webapp.detection.models import Anomaly
+from webapp.detection.models import Anomaly, InterferencePrediction
 
 LABEL_CHOICES = {key for key, _ in Anomaly.LABELS}
 
@@ -23,3 +26,12 @@ def label_anomaly(anomaly: Anomaly, label: str, scenario: str = "", actor=None) 
     anomaly.save(update_fields=["label", "label_scenario", "labeled_by", "labeled_at"])
     panelcache.bump("anomaly-labels")  # the anomaly list's cached table shows it next load
     return anomaly
+
+
+def drop_old_predictions(now: datetime | None = None) -> int:
+    """Delete interference predictions older than the raw-sample retention: one row per
+    instance and minute is 1.4 million a day for 1,000 instances. Their history stays in the
+    ``telltale_interference_p`` series at the rollups' resolution. Anomalies are kept: they
+    are few, and labelled ones are training data."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.TELLTALE_RETENTION_DAYS)
+    return InterferencePrediction.objects.filter(ts__lt=cutoff).delete()[0]
