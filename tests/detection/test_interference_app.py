@@ -354,3 +354,21 @@ def test_old_predictions_are_dropped_with_the_raw_retention(fleet, interference_
     assert retention()["interference_predictions"] == 1
     kept = InterferencePrediction.objects.get()
     assert kept.ts > timezone.now() - timedelta(days=2)
+
+
+def test_a_long_range_is_drawn_from_bucket_means():
+    from datetime import UTC, datetime
+
+    from webapp.detection.interference_views import band_points
+
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [(start + timedelta(minutes=m), 0.5 + (m % 2) * 0.2, 0.4, 0.9) for m in range(3000)]
+    start_ms = int(start.timestamp() * 1000)
+    end_ms = start_ms + 3000 * 60_000
+    ts, p, low, high = band_points(rows, start_ms, end_ms, max_points=100)
+    assert len(ts) == len(p) == len(low) == len(high) == 100
+    assert ts == sorted(ts) and all(v == pytest.approx(0.6) for v in p)  # 30 minutes a bucket
+    assert low[0] == pytest.approx(0.4) and high[-1] == pytest.approx(0.9)
+    few = band_points(rows[:5], start_ms, end_ms, max_points=100)
+    assert few[0] == [start_ms + m * 60_000 for m in range(5)] and few[1][:2] == [0.5, 0.7]
+    assert band_points([], start_ms, end_ms) == ([], [], [], [])

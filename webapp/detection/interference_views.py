@@ -7,6 +7,7 @@ import json
 from collections import defaultdict
 from datetime import timedelta
 
+import numpy as np
 from django.contrib.auth.decorators import login_not_required
 from django.db.models import Max, OuterRef, Subquery
 from django.http import JsonResponse
@@ -32,6 +33,7 @@ from webapp.telemetry.models import Instance, Node
 _SORT_FIELDS = {"p": "p", "instance": "instance__name", "node": "node__name", "width": "width"}
 SORTS = {**_SORT_FIELDS, **{f"-{k}": f"-{v}" for k, v in _SORT_FIELDS.items()}}
 HEATMAP_COLUMNS = 60
+BAND_POINTS = 1000  # an instance's P chart shows at most this many points
 
 
 def latest_round():
@@ -94,14 +96,11 @@ def interference(request):
 def interference_node(request, name: str):
     node = get_object_or_404(Node, name=name)
     tr = timerange.from_request(request, default="6h")
-    rows = InterferencePrediction.objects.filter(
-        node=node, ts__gte=tr.start, ts__lte=tr.end
-    ).select_related("instance")
+    rows = InterferencePrediction.objects.filter(node=node, ts__gte=tr.start, ts__lte=tr.end)
     width = max(1, (tr.end_ms - tr.start_ms) // HEATMAP_COLUMNS)
     cells: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows.only("instance__name", "ts", "p"):
-        column = (int(row.ts.timestamp() * 1000) - tr.start_ms) // width
-        cells[row.instance.name][column].append(row.p)
+    for name, ts, p in rows.values_list("instance__name", "ts", "p"):  # no model objects
+        cells[name][(int(ts.timestamp() * 1000) - tr.start_ms) // width].append(p)
     names = sorted(cells)
     columns = list(range(HEATMAP_COLUMNS))
     labels = [
@@ -123,17 +122,35 @@ def interference_node(request, name: str):
     )
 
 
+def band_points(rows, start_ms: int, end_ms: int, max_points: int = BAND_POINTS):
+    """(ts, P, low, high) lists from (ts, p, p_low, p_high) rows in time order; over
+    ``max_points`` rows, the means of equal time buckets, so a month of minutes stays a
+    chart a browser draws at once."""
+    data = np.array(
+        [(t.timestamp() * 1000, p, lo, hi) for t, p, lo, hi in rows], dtype=float
+    ).reshape(-1, 4)
+    if len(data) > max_points:
+        width = max(1, -(-(end_ms - start_ms) // max_points))
+        buckets, which = np.unique((data[:, 0] - start_ms) // width, return_inverse=True)
+        sums = np.zeros((len(buckets), 4))
+        np.add.at(sums, which, data)
+        data = sums / np.bincount(which)[:, None]
+    return [int(t) for t in data[:, 0]], *(data[:, k].tolist() for k in (1, 2, 3))
+
+
 @roles.require_role(roles.VIEWER)
 def interference_instance(request, name: str):
     instance = get_object_or_404(Instance.objects.select_related("node"), name=name)
     tr = timerange.from_request(request, default="6h")
-    rows = list(
-        InterferencePrediction.objects.filter(instance=instance, ts__gte=tr.start, ts__lte=tr.end)
-        .order_by("ts")
-        .select_related("model_version")
+    in_range = InterferencePrediction.objects.filter(
+        instance=instance, ts__gte=tr.start, ts__lte=tr.end
     )
-    ts = [int(r.ts.timestamp() * 1000) for r in rows]
-    latest = rows[-1] if rows else None
+    latest = in_range.order_by("-ts").select_related("model_version").first()
+    ts, p, low, high = band_points(
+        in_range.order_by("ts").values_list("ts", "p", "p_low", "p_high"),
+        tr.start_ms,
+        tr.end_ms,
+    )
     newest_round = latest_round()
     missing = None  # why the newest round has no prediction for it
     if instance.node_id and not (latest and newest_round and latest.ts >= newest_round):
@@ -159,9 +176,9 @@ def interference_instance(request, name: str):
             "figure": charts.p_band_figure(
                 f"Predicted P of {instance.name} (1 = not slowed)",
                 ts,
-                [r.p for r in rows],
-                [r.p_low for r in rows],
-                [r.p_high for r in rows],
+                p,
+                low,
+                high,
                 tr.start_ms,
                 tr.end_ms,
             ),
