@@ -142,3 +142,36 @@ def test_an_open_anomalys_page_shows_no_empty_future(viewer_client, anomaly_arte
     )
     tr = viewer_client.get(reverse("anomaly_detail", args=[old.pk])).context["tr"]
     assert tr.end_ms == int((old.end + timedelta(hours=1)).timestamp() * 1000)  # padded as before
+
+
+def test_a_stopped_instance_is_not_kept_alive_by_its_own_scores(live_fleet, anomaly_artefact):
+    """Scoring writes telltale_anomaly_score for each target; that must not count as the
+    target being seen, or a stopped instance would be scored (and "seen") forever. A target
+    whose window holds no sample and no log line is not scored at all."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    promote_artefact("anomaly", anomaly_artefact)
+    stopped = Instance.objects.create(
+        name="stopped-vm",
+        node=Node.objects.first(),
+        last_seen=timezone.now() - timedelta(minutes=2),
+    )
+    counts = scoring.score_fleet()
+    assert counts["without_data"] == 1
+    assert "stopped-vm" not in {s.labels.get("vm") for s in query.select("telltale_anomaly_score")}
+    # Derived series written for it (as a round before this fix would have) leave it unseen.
+    from ingest.types import MetricBatch, SeriesSamples
+    from webapp.telemetry import writer
+
+    labels = (("__name__", "telltale_anomaly_score"), ("level", "vm"), ("vm", "stopped-vm"))
+    now_ms = int(time.time() * 1000)
+    writer.write_metrics(
+        MetricBatch(series=[SeriesSamples(labels, [now_ms], [50.0])]),
+        source=writer.DERIVED_SOURCE,
+        client="anomaly",
+    )
+    ingest_stats.flush()
+    stopped.refresh_from_db()
+    assert stopped.last_seen < timezone.now() - timedelta(minutes=1)

@@ -201,7 +201,9 @@ def predict_fleet(now_ms: int | None = None) -> int:
     with transaction.atomic():
         InterferencePrediction.objects.filter(ts=at).delete()
         InterferencePrediction.objects.bulk_create(rows)
-    writer.write_metrics(MetricBatch(series=series), source="telltale", client="interference")
+    writer.write_metrics(
+        MetricBatch(series=series), source=writer.DERIVED_SOURCE, client="interference"
+    )
     track_suspects(rows, at)
     return len(rows)
 

@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from django.db import transaction
 from django.db.models import Q
 
@@ -75,14 +76,19 @@ def score_fleet(now_ms: int | None = None) -> dict:
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     end_ms = now_ms - now_ms % 60_000
     now = datetime.fromtimestamp(end_ms / 1000, tz=UTC)
-    counts = {"scored": 0, "anomalous": 0, "opened": 0, "closed": 0}
+    counts = {"scored": 0, "anomalous": 0, "opened": 0, "closed": 0, "without_data": 0}
     samples = []
     for level in ("vm", "host"):
         rows = targets(level, now)
         if not rows:
             continue
         windows = windows_for(detector, level, rows, end_ms)
-        scores = detector.score(windows)
+        # A window without a sample or a log line says nothing about its target (stopped,
+        # or its data is late): scoring it would judge an empty window.
+        with_data = [w for w in windows if w.logs or not np.isnan(w.metrics).all()]
+        counts["without_data"] += len(windows) - len(with_data)
+        windows = with_data
+        scores = detector.score(windows) if windows else []
         by_name = {r.name: r for r in rows}
         for score in scores:
             target = by_name[score.target]
@@ -101,7 +107,9 @@ def score_fleet(now_ms: int | None = None) -> dict:
                 counts["anomalous"] += 1
                 counts["opened"] += _extend_or_open(version, level, target, score, now)
         counts["closed"] += _close_quiet(level, now)
-    writer.write_metrics(MetricBatch(series=samples), source="telltale", client="anomaly")
+    writer.write_metrics(
+        MetricBatch(series=samples), source=writer.DERIVED_SOURCE, client="anomaly"
+    )
     return counts
 
 

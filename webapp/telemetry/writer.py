@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # Samples older than this when written may land in minutes that were already rolled up.
 LATE_AFTER_MS = 90_000
+# Series Telltale derives itself (anomaly scores, predicted P). Writing them says nothing
+# about whether their node or instance is alive: counting them kept a stopped instance
+# "seen" forever, because it was scored, which wrote its score, which made it seen.
+DERIVED_SOURCE = "telltale"
 _CACHE_LIMIT = 2_000_000
 
 
@@ -214,7 +218,8 @@ def write_metrics(batch: MetricBatch, *, source: str, client: str) -> WriteResul
             (v for s in batch.series for v in s.values), np.float64, result.accepted
         )
         result.stored = write_samples(sids, ts, values)
-        ingest_stats.touch_series(ids)
+        if source != DERIVED_SOURCE:
+            ingest_stats.touch_series(ids)
     ingest_stats.add(source, client, samples=result.stored, rejected=batch.rejected_count)
     selfmetrics.INGEST_SAMPLES.labels(source).inc(result.stored)
     if batch.rejected_count:
