@@ -183,6 +183,12 @@ def test_the_fleet_view_names_every_placed_instance_it_could_not_predict(
         name="stopped-vm",
         node=Node.objects.exclude(pk=real.pk).first(),
         first_seen=timezone.now() - timedelta(hours=5),
+        last_seen=timezone.now() - timedelta(minutes=20),
+    )
+    Instance.objects.create(  # stopped long ago: not listed any more
+        name="gone-vm",
+        node=stopped.node,
+        first_seen=timezone.now() - timedelta(days=5),
         last_seen=timezone.now() - timedelta(hours=3),
     )
     predict_fleet(int(time.time() * 1000))
@@ -192,7 +198,7 @@ def test_the_fleet_view_names_every_placed_instance_it_could_not_predict(
         on_real.name: "node real-host has no known llc_mb, membw, net, disk capacity",
         "stopped-vm": "no metric samples in the window the model reads before the latest round",
     }
-    assert page.context["total"] == Instance.objects.filter(node__isnull=False).count() - 2
+    assert page.context["total"] == Instance.objects.filter(node__isnull=False).count() - 3
     assert "Not predicted" in page.text and "stopped-vm" in page.text
     # The instance's own page says why too.
     page = viewer_client.get(reverse("interference_instance", args=[stopped.name]))

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 
 from ingest.types import MetricBatch, SeriesSamples
 from models.interference.calibration import read_calibration
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 ATTRIBUTE_WORST = 50  # neighbour blame is computed for the most slowed instances
 SUSPECT_BELOW = 0.6  # P under this becomes an "interference" incident signal
 STALE_AFTER = timedelta(minutes=10)  # a suspect without predictions this long has ended
+UNPREDICTED_SILENT = timedelta(hours=1)  # fleet view: silent longer than this, not listed
 
 
 class WhatIfError(ValueError):
@@ -273,6 +274,11 @@ def unpredicted(
     any_seen = placed_qs.filter(last_seen__isnull=False).exists()
     if only is not None:
         placed_qs = placed_qs.filter(pk=only.pk)
+    else:  # long-silent instances have stopped; listing them for ever would bury the rest
+        recent = round_at - UNPREDICTED_SILENT
+        placed_qs = placed_qs.filter(
+            Q(last_seen__gte=recent) | Q(last_seen__isnull=True, first_seen__gte=recent)
+        )
     placed = list(placed_qs.select_related("node").order_by("name"))
     missing: dict[int, list[str]] = {}
     out = []
