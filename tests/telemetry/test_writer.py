@@ -75,6 +75,33 @@ def test_instance_moving_to_another_node_keeps_placement_history(store):
     assert Instance.objects.get(name="vm-9").node.name == "b"
 
 
+def test_a_backfilled_migration_is_placed_at_its_sample_times_in_order(store):
+    """History sent later (a backfill, a catch-up after an outage) holds an instance's
+    series on its old and new node in one batch: it ends on the node it moved to, each
+    placement starts at its first sample, and late data from the old node does not move it
+    back."""
+    before, after = NOW - 3_600_000, NOW - 600_000
+    batch = MetricBatch(
+        series=[  # the newer placement first: list order must not decide
+            series_samples("vm_up", {"node": "new", "vm": "vm-m"}, [(after, 1.0), (NOW, 1.0)]),
+            series_samples("vm_up", {"node": "old", "vm": "vm-m"}, [(before, 1.0)]),
+        ]
+    )
+    writer.write_metrics(batch, source="remote_write", client="t")
+    history = list(Placement.objects.filter(instance__name="vm-m").order_by("start"))
+    assert [(p.node.name, int(p.start.timestamp() * 1000)) for p in history] == [
+        ("old", before),
+        ("new", after),
+    ]
+    assert int(history[0].end.timestamp() * 1000) == after and history[1].end is None
+    late = MetricBatch(
+        series=[series_samples("vm_cpu", {"node": "old", "vm": "vm-m"}, [(before + 1, 0.5)])]
+    )
+    writer.write_metrics(late, source="remote_write", client="t")
+    assert Instance.objects.get(name="vm-m").node.name == "new"
+    assert Placement.objects.filter(instance__name="vm-m").count() == 2
+
+
 def _logs(*messages, node="web-1"):
     # One microsecond apart: LogRecord.ts keeps microseconds, so lines a nanosecond apart
     # could tie and come back from order_by("ts") in any order (it failed CI once).

@@ -32,20 +32,23 @@ ROLLUP_CHUNK_MS = 6 * HOUR_MS
 
 # --- fleet ---------------------------------------------------------------------------
 @transaction.atomic
-def record_placement(instance_id: int, node_id: int, at: datetime) -> None:
-    """Close the instance's open placement and open one on ``node_id`` (no-op if same)."""
+def record_placement(instance_id: int, node_id: int, at: datetime) -> int:
+    """Close the instance's open placement and open one on ``node_id`` from ``at``, unless it
+    is already there or ``at`` is older than the open placement (late samples from where the
+    instance ran before do not move it back). Returns the node it is placed on now."""
     current = (
         Placement.objects.select_for_update()
         .filter(instance_id=instance_id, end__isnull=True)
         .first()
     )
     if current is not None:
-        if current.node_id == node_id:
-            return
+        if current.node_id == node_id or at < current.start:
+            return current.node_id
         current.end = at
         current.save(update_fields=["end"])
     Placement.objects.create(instance_id=instance_id, node_id=node_id, start=at)
     Instance.objects.filter(pk=instance_id).update(node_id=node_id)
+    return node_id
 
 
 @transaction.atomic

@@ -116,11 +116,22 @@ def instance_ids_for(names: set[str]) -> dict[str, int]:
     return {n: registry.instance_ids[n] for n in names}
 
 
-def _note_placements(pairs: set[tuple[int, int]], at: datetime) -> None:
-    for instance_id, node_id in pairs:
+def _note_placements(first_seen: dict[tuple[int, int], datetime]) -> None:
+    """Record each (instance, node) pair's placement at the first sample that showed it, in
+    time order: a backfill or a catch-up after an outage carries a migration's before and
+    after in one batch, and only time order leaves the instance on the node it moved to."""
+    for (instance_id, node_id), at in sorted(first_seen.items(), key=lambda item: item[1]):
         if registry.placement.get(instance_id) != node_id:
-            services.record_placement(instance_id, node_id, at)
-            registry.placement[instance_id] = node_id
+            registry.placement[instance_id] = services.record_placement(instance_id, node_id, at)
+
+
+def _earliest(pairs) -> dict[tuple[int, int], datetime]:
+    """{(instance id, node id): earliest time} from (instance id, node id, epoch ms) triples."""
+    first: dict[tuple[int, int], int] = {}
+    for instance_id, node_id, ms in pairs:
+        key = (instance_id, node_id)
+        first[key] = min(first.get(key, ms), ms)
+    return {key: datetime.fromtimestamp(ms / 1000, tz=UTC) for key, ms in first.items()}
 
 
 # --- metrics -------------------------------------------------------------------------
@@ -149,9 +160,18 @@ def _register_series(new: list[tuple[int, SeriesSamples]]) -> int:
         Series.objects.bulk_create(
             [o for o in objects if o.id not in before], ignore_conflicts=True
         )
+    now_ms = int(time.time() * 1000)
+    samples = dict(new)
     _note_placements(
-        {(instance_map[vm], node_map[node]) for _, _, _, node, vm in rows if node and vm},
-        timezone.now(),
+        _earliest(
+            (
+                instance_map[vm],
+                node_map[node],
+                min(samples[sid].timestamps_ms, default=now_ms),
+            )
+            for sid, _, _, node, vm in rows
+            if node and vm
+        )
     )
     for o in objects:
         registry.known_series.add(o.id)
@@ -251,12 +271,11 @@ def write_logs(batch: LogBatch, *, source: str, client: str, batch_digest: bytes
         instance_map = instance_ids_for({e.instance for e in entries if e.instance})
         now = timezone.now()
         _note_placements(
-            {
-                (instance_map[e.instance], node_map[e.node])
+            _earliest(
+                (instance_map[e.instance], node_map[e.node], e.ts_ns // 1_000_000)
                 for e in entries
                 if e.node and e.instance
-            },
-            now,
+            )
         )
         new_templates = {}
         for m, e in zip(mined, entries, strict=True):
