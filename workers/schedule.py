@@ -32,6 +32,9 @@ def beat_schedule() -> dict:
             "options": {"expires": 120.0},
         },
         "auto-resolve-incidents": {"task": "incidents.auto_resolve", "schedule": 300.0},
+        # People's labels keep their telemetry past retention (training data for later
+        # versions); hourly, so even a one-day retention cannot outrun it.
+        "snapshot-labels": {"task": "detection.snapshot_labels", "schedule": 3600.0},
         # Nightly retraining: new labels and recorded outcomes reach a candidate version,
         # which an admin compares and promotes on the Models page.
         "retrain-anomaly": {"task": "detection.retrain", "schedule": 86400.0, "args": ("anomaly",)},

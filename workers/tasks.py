@@ -96,6 +96,13 @@ def retrain(kind: str) -> int:
     return request_retraining(kind)
 
 
+@shared_task(name="detection.snapshot_labels")
+def snapshot_labels() -> int:
+    from webapp.detection.training import snapshot_labels as snapshot
+
+    return snapshot()
+
+
 @shared_task(name="incidents.auto_resolve")
 def auto_resolve_incidents() -> int:
     from webapp.incidents.services import auto_resolve

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from ingest.simulator import ScenarioRates, SimConfig, Simulator
@@ -175,3 +176,51 @@ def test_a_stopped_instance_is_not_kept_alive_by_its_own_scores(live_fleet, anom
     ingest_stats.flush()
     stopped.refresh_from_db()
     assert stopped.last_seen < timezone.now() - timedelta(minutes=1)
+
+
+def test_a_label_stays_training_data_after_its_telemetry_ages_out(
+    live_fleet, anomaly_artefact, users, store
+):
+    """Retention deletes samples and logs; the judgement's snapshot keeps the window, so the
+    next model version still learns from it. Withdrawing the label drops the snapshot."""
+    from datetime import UTC, datetime, timedelta
+
+    from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
+    from webapp.detection.models import LabelSnapshot
+    from webapp.telemetry.models import LogRecord
+    from workers.tasks import snapshot_labels
+
+    names = {"vm": list(VM_METRIC_NAMES), "host": list(HOST_METRIC_NAMES)}
+    version = promote_artefact("anomaly", anomaly_artefact)
+    instance = Instance.objects.first()
+    end = datetime.now(tz=UTC) - timedelta(minutes=5)
+    anomaly = Anomaly.objects.create(
+        level="vm",
+        instance=instance,
+        start=end - timedelta(minutes=10),
+        end=end,
+        score=80,
+        model_version=version,
+    )
+    services.label_anomaly(anomaly, "expected", "scheduled_backup", actor=users.operator)
+    before = labels.labelled_windows(names, 240, 15)
+    assert snapshot_labels() == 0  # labelled_windows took it already
+    assert LabelSnapshot.objects.count() == 1
+    store.truncate()  # what retention does to the samples and logs of that time
+    LogRecord.objects.all().delete()
+    after = labels.labelled_windows(names, 240, 15)
+    assert len(after) == 1 and (after[0].label, after[0].scenario) == (
+        "expected",
+        "scheduled_backup",
+    )
+    np.testing.assert_array_equal(after[0].window.metrics, before[0].window.metrics)
+    assert after[0].window.logs == [tuple(x) for x in before[0].window.logs]
+    assert after[0].window.target == instance.name
+    # A longer window than the snapshot holds, or another step, is not made up.
+    assert labels.labelled_windows(names, 960, 15) == []
+    assert labels.labelled_windows(names, 240, 30) == []
+    # Withdrawn: the snapshot goes too.
+    anomaly.label = ""
+    anomaly.save(update_fields=["label"])
+    snapshot_labels()
+    assert not LabelSnapshot.objects.exists()

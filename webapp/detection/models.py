@@ -130,3 +130,27 @@ class InterferencePrediction(models.Model):
 
     def __str__(self) -> str:
         return f"P={self.p:.2f} for {self.instance_id} at {self.ts:%H:%M}"
+
+
+class LabelSnapshot(models.Model):
+    """The telemetry a person's judgement was about, kept past the store's retention so that
+    a label stays training data for every later model version (without it, a judgement
+    older than ``TELLTALE_RETENTION_DAYS`` silently stopped counting)."""
+
+    source = models.CharField(max_length=64, help_text='"anomaly 12", "incident 3", …')
+    end = models.DateTimeField()
+    level = models.CharField(max_length=8, help_text="vm or host")
+    target_name = models.CharField(max_length=200)
+    step_seconds = models.PositiveIntegerField()
+    metric_names = models.JSONField(default=list)
+    matrix = models.BinaryField(help_text="float32 [steps, metrics] in numpy's .npy format")
+    logs = models.JSONField(default=list, blank=True, help_text="[[epoch seconds, text]]")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "end"], name="one_snapshot_per_judgement")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} until {self.end:%Y-%m-%d %H:%M}"

@@ -131,6 +131,16 @@ def train_anomaly(version: ModelVersion) -> dict:
     }
 
 
+def snapshot_labels() -> int:
+    """Keep the telemetry of new judgements (labelled anomalies, incidents, annotations)
+    before retention deletes it, at the anomaly model's default window."""
+    from models.anomaly.train import ModelConfig
+    from webapp.detection.labels import snapshot_judgements
+
+    model = ModelConfig()
+    return snapshot_judgements(_metric_names(), model.window_steps, model.step_seconds)
+
+
 def _metric_names() -> dict[str, list[str]]:
     from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
 
