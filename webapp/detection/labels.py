@@ -92,9 +92,10 @@ SNAPSHOT_WINDOWS = 2  # a snapshot keeps this many model windows before the judg
 
 
 def labelled_windows(metric_names: dict[str, list[str]], window_steps: int, step_seconds: int):
-    """The judgements as the model's LabeledWindow rows, from the stored telemetry or, once
-    that has aged out of retention, from the judgement's snapshot (a judgement with neither
-    is skipped). Snapshots of judgements still in the store are taken on the way."""
+    """The judgements as the model's LabeledWindow rows, from each judgement's snapshot
+    (taken on the way for those still in the store; it stays whole when retention has
+    already cut the stored window's start) or else from the store (a judgement with
+    neither is skipped)."""
     from models.anomaly.userlabels import LabeledWindow
 
     current = judgements()
@@ -102,9 +103,9 @@ def labelled_windows(metric_names: dict[str, list[str]], window_steps: int, step
     kept = {(s.source, s.end): s for s in LabelSnapshot.objects.all()}
     out = []
     for j in current:
-        window = _window(j, metric_names[j.level], window_steps, step_seconds)
-        if window is None and (snap := kept.get((j.source, j.end))) is not None:
-            window = _from_snapshot(snap, j, metric_names[j.level], window_steps, step_seconds)
+        snap = kept.get((j.source, j.end))
+        window = snap and _from_snapshot(snap, j, metric_names[j.level], window_steps, step_seconds)
+        window = window or _window(j, metric_names[j.level], window_steps, step_seconds)
         if window is not None:
             out.append(LabeledWindow(window, j.label, j.scenario or None))
     return out
