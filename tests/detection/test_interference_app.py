@@ -230,6 +230,12 @@ def test_an_instance_outside_the_most_slowed_is_not_said_to_have_no_neighbours(
     assert "No neighbours on this node" not in page.text
     assert "most slowed instances of the fleet" in page.text
     assert page.context["missing"] is None
+    # Predicted in the latest round but looking at an older range: nothing is missing.
+    old = viewer_client.get(
+        reverse("interference_instance", args=[spared.instance.name]),
+        {"from": str(time.time() - 30 * 86400), "to": str(time.time() - 29 * 86400)},
+    )
+    assert old.context["latest"] is None and old.context["missing"] is None
 
 
 def test_the_fleet_view_sorts_both_ways_by_every_column(

@@ -152,8 +152,11 @@ def interference_instance(request, name: str):
         tr.end_ms,
     )
     newest_round = latest_round()
-    missing = None  # why the newest round has no prediction for it
-    if instance.node_id and not (latest and newest_round and latest.ts >= newest_round):
+    missing = None  # why the newest round has no prediction for it (whatever range is shown)
+    in_round = newest_round is not None and instance.interference_predictions.filter(
+        ts__gte=newest_round
+    )
+    if instance.node_id and not (in_round and in_round.exists()):
         left_out = unpredicted(newest_round, set(), only=instance)
         missing = left_out[0]["reason"] if left_out else None
     neighbours_predicted = (
