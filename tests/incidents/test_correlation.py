@@ -133,3 +133,19 @@ def test_auto_resolve_after_signals_end(targets):
     assert services.auto_resolve(now=T0 + timedelta(minutes=30), quiet_minutes=60) == 0
     assert services.auto_resolve(now=T0 + timedelta(minutes=90), quiet_minutes=60) == 1
     assert Incident.objects.get().state == Incident.RESOLVED
+
+
+def test_an_incident_resolved_long_after_it_ended_is_not_reopened_by_new_trouble(targets):
+    """Auto-resolve marks an incident resolved after a quiet hour (after a backfill, hours
+    after it ended); a new signal is judged against when it ended, so it opens a new
+    incident instead of reviving an old one."""
+    a, _, _ = targets
+    sig("alert", "old", -300, node=a, end=T0 - timedelta(minutes=290))
+    old = Incident.objects.get()
+    assert services.auto_resolve(now=T0) == 1
+    old.refresh_from_db()
+    assert old.end == T0 - timedelta(minutes=290) and old.resolved_at > old.end
+    sig("alert", "new", 5, node=a)
+    old.refresh_from_db()
+    assert old.state == Incident.RESOLVED and old.reopened == 0
+    assert Incident.objects.count() == 2

@@ -151,9 +151,11 @@ def correlate(signal: Signal) -> Incident | None:
                 key=key,
                 state=Incident.RESOLVED,
                 merged_into__isnull=True,
-                resolved_at__gte=signal.start - timedelta(minutes=rule.reopen_minutes),
+                # From when it ended, not when it was marked resolved: auto-resolve runs after
+                # a quiet hour, and after a backfill it marks incidents hours old.
+                end__gte=signal.start - timedelta(minutes=rule.reopen_minutes),
             )
-            .order_by("-resolved_at")
+            .order_by("-end")
             .first()
         )
         if recent is not None:
@@ -240,7 +242,10 @@ def _reopen(incident: Incident, signal: Signal) -> None:
 
 # --- people --------------------------------------------------------------------------
 @transaction.atomic
-def change_state(incident: Incident, state: str, actor=None, note: str = "") -> Incident:
+def change_state(
+    incident: Incident, state: str, actor=None, note: str = "", end: datetime | None = None
+) -> Incident:
+    """Move an incident to ``state``; resolving it records when it ended (``end``, or now)."""
     if state not in STATE_ORDER:
         raise ValueError(f"state must be one of {', '.join(STATE_ORDER)}")
     if state == incident.state:
@@ -249,7 +254,8 @@ def change_state(incident: Incident, state: str, actor=None, note: str = "") -> 
     incident.state = state
     fields = ["state"]
     if state == Incident.RESOLVED:
-        incident.resolved_at = incident.end = timezone.now()
+        incident.resolved_at = timezone.now()
+        incident.end = end or incident.resolved_at
         fields += ["resolved_at", "end"]
     elif previous == Incident.RESOLVED:
         incident.resolved_at = incident.end = None
@@ -403,9 +409,13 @@ def auto_resolve(now: datetime | None = None, quiet_minutes: int = 60) -> int:
         signals = list(incident.signals.all())
         if not signals or any(s.end is None for s in signals):
             continue
-        if max(s.end for s in signals) <= now - timedelta(minutes=quiet_minutes):
+        ended = max(s.end for s in signals)
+        if ended <= now - timedelta(minutes=quiet_minutes):
             change_state(
-                incident, Incident.RESOLVED, note=f"all signals ended {quiet_minutes} min ago"
+                incident,
+                Incident.RESOLVED,
+                note=f"all signals ended {quiet_minutes} min ago",
+                end=ended,
             )
             resolved += 1
     return resolved
