@@ -61,21 +61,25 @@ def test_without_a_promoted_model_nothing_is_scored(live_fleet):
     assert scoring.score_fleet()["scored"] == 0
 
 
-def test_labels_become_training_windows(live_fleet, anomaly_artefact, users):
-    version = promote_artefact("anomaly", anomaly_artefact)
-    instance = Instance.objects.first()
+def _labelled_anomaly(artefact, actor, label: str, scenario: str = "") -> Anomaly:
+    """An anomaly on the fleet's first instance that ended five minutes ago, labelled."""
     from datetime import UTC, datetime, timedelta
 
+    version = promote_artefact("anomaly", artefact)
     end = datetime.now(tz=UTC) - timedelta(minutes=5)
     anomaly = Anomaly.objects.create(
         level="vm",
-        instance=instance,
+        instance=Instance.objects.first(),
         start=end - timedelta(minutes=10),
         end=end,
         score=80,
         model_version=version,
     )
-    services.label_anomaly(anomaly, "false_positive", actor=users.operator)
+    return services.label_anomaly(anomaly, label, scenario, actor=actor)
+
+
+def test_labels_become_training_windows(live_fleet, anomaly_artefact, users):
+    instance = _labelled_anomaly(anomaly_artefact, users.operator, "false_positive").instance
     judged = labels.judgements()
     assert [(j.label, j.target_id) for j in judged] == [("normal", instance.pk)]
     from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
@@ -183,26 +187,14 @@ def test_a_label_stays_training_data_after_its_telemetry_ages_out(
 ):
     """Retention deletes samples and logs; the judgement's snapshot keeps the window, so the
     next model version still learns from it. Withdrawing the label drops the snapshot."""
-    from datetime import UTC, datetime, timedelta
-
     from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
     from webapp.detection.models import LabelSnapshot
     from webapp.telemetry.models import LogRecord
     from workers.tasks import snapshot_labels
 
     names = {"vm": list(VM_METRIC_NAMES), "host": list(HOST_METRIC_NAMES)}
-    version = promote_artefact("anomaly", anomaly_artefact)
-    instance = Instance.objects.first()
-    end = datetime.now(tz=UTC) - timedelta(minutes=5)
-    anomaly = Anomaly.objects.create(
-        level="vm",
-        instance=instance,
-        start=end - timedelta(minutes=10),
-        end=end,
-        score=80,
-        model_version=version,
-    )
-    services.label_anomaly(anomaly, "expected", "scheduled_backup", actor=users.operator)
+    anomaly = _labelled_anomaly(anomaly_artefact, users.operator, "expected", "scheduled_backup")
+    instance = anomaly.instance
     before = labels.labelled_windows(names, 240, 15)
     assert snapshot_labels() == 0  # labelled_windows took it already
     assert LabelSnapshot.objects.count() == 1
