@@ -75,6 +75,25 @@ def test_instance_moving_to_another_node_keeps_placement_history(store):
     assert Instance.objects.get(name="vm-9").node.name == "b"
 
 
+def test_an_instance_moving_back_to_a_node_it_ran_on_is_placed_there(store):
+    """Its series on that node exist already; the move is still seen."""
+
+    def send(node, at):
+        batch = MetricBatch(
+            series=[series_samples("vm_up", {"node": node, "vm": "vm-8"}, [(at, 1.0)])]
+        )
+        writer.write_metrics(batch, source="agent", client="t")
+
+    send("a", NOW - 120_000)
+    send("b", NOW - 60_000)
+    send("a", NOW)
+    history = list(Placement.objects.filter(instance__name="vm-8").order_by("start", "id"))
+    assert [p.node.name for p in history] == ["a", "b", "a"]
+    assert Instance.objects.get(name="vm-8").node.name == "a"
+    send("a", NOW + 15_000)  # staying put adds nothing
+    assert Placement.objects.filter(instance__name="vm-8").count() == 3
+
+
 def test_a_backfilled_migration_is_placed_at_its_sample_times_in_order(store):
     """History sent later (a backfill, a catch-up after an outage) holds an instance's
     series on its old and new node in one batch: it ends on the node it moved to, each

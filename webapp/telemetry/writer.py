@@ -160,19 +160,6 @@ def _register_series(new: list[tuple[int, SeriesSamples]]) -> int:
         Series.objects.bulk_create(
             [o for o in objects if o.id not in before], ignore_conflicts=True
         )
-    now_ms = int(time.time() * 1000)
-    samples = dict(new)
-    _note_placements(
-        _earliest(
-            (
-                instance_map[vm],
-                node_map[node],
-                min(samples[sid].timestamps_ms, default=now_ms),
-            )
-            for sid, _, _, node, vm in rows
-            if node and vm
-        )
-    )
     for o in objects:
         registry.known_series.add(o.id)
         if o.node_id:
@@ -222,7 +209,22 @@ def series_ids_for(batch: MetricBatch) -> tuple[list[int], int]:
     if new:
         with registry.lock:
             created = _register_series(new)
+    _note_moves(batch.series, ids)
     return ids, created
+
+
+def _note_moves(series: list[SeriesSamples], ids: list[int]) -> None:
+    """Place each instance on the node its series name, whenever that differs from where it
+    is placed now (new series or not: an instance can move back to a node it ran on before)."""
+    now_ms = int(time.time() * 1000)
+    seen = []
+    for sid, s in zip(ids, series, strict=True):
+        instance_id = ingest_stats.series_instance.get(sid)
+        node_id = ingest_stats.series_node.get(sid)
+        if instance_id and node_id and registry.placement.get(instance_id) != node_id:
+            seen.append((instance_id, node_id, min(s.timestamps_ms, default=now_ms)))
+    if seen:
+        _note_placements(_earliest(seen))
 
 
 def write_metrics(batch: MetricBatch, *, source: str, client: str) -> WriteResult:
