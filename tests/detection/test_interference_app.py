@@ -138,6 +138,11 @@ def test_interference_pages(fleet, interference_artefact, viewer_client):
     node = Node.objects.first()
     page = viewer_client.get(reverse("interference_node", args=[node.name]))
     assert page.status_code == 200 and page.context["heatmap"]["data"][0]["type"] == "heatmap"
+    # Columns are times on a date axis (plotly spaces the ticks), inside the range shown.
+    heatmap = page.context["heatmap"]
+    assert heatmap["layout"]["xaxis"]["type"] == "date"
+    tr = page.context["tr"]
+    assert all(tr.start_ms < x < tr.end_ms for x in heatmap["data"][0]["x"])
     instance = Instance.objects.filter(node__isnull=False).first()
     assert (
         viewer_client.get(reverse("interference_instance", args=[instance.name])).status_code == 200

@@ -61,14 +61,15 @@ def p_band_figure(title: str, ts_ms: list[int], p, low, high, start_ms: int, end
 
 
 def heatmap_figure(
-    title: str, rows: list[str], cols: list[str], z: list[list[float | None]]
+    title: str, rows: list[str], cols_ms: list[int], z: list[list[float | None]]
 ) -> dict:
-    """Predicted P per instance (rows) over time buckets (cols) for one node."""
+    """Predicted P per instance (rows) over time buckets (``cols_ms``: their middles, epoch
+    ms, on a date axis so that ticks are spaced as on every other chart)."""
     return {
         "data": [
             {
                 "type": "heatmap",
-                "x": cols,
+                "x": cols_ms,
                 "y": rows,
                 "z": z,
                 "zmin": 0,
@@ -82,6 +83,7 @@ def heatmap_figure(
             "title": {"text": title, "x": 0, "xanchor": "left", "font": {"size": 13}},
             "height": max(200, 60 + 22 * len(rows)),
             "margin": {"l": 10, "r": 10, "t": 30, "b": 40},
+            "xaxis": {"type": "date"},
             "yaxis": {"automargin": True},
             "meta": {"empty": not rows},
         },

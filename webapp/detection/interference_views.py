@@ -103,12 +103,7 @@ def interference_node(request, name: str):
         cells[name][(int(ts.timestamp() * 1000) - tr.start_ms) // width].append(p)
     names = sorted(cells)
     columns = list(range(HEATMAP_COLUMNS))
-    labels = [
-        timerange.TimeRange(
-            tr.start_ms + c * width, tr.start_ms + (c + 1) * width, None
-        ).start.strftime("%H:%M")
-        for c in columns
-    ]
+    middles = [tr.start_ms + c * width + width // 2 for c in columns]
     z = [[(sum(v) / len(v)) if (v := cells[n].get(c)) else None for c in columns] for n in names]
     return render(
         request,
@@ -117,7 +112,7 @@ def interference_node(request, name: str):
             "node": node,
             "tr": tr,
             "presets": timerange.PRESETS,
-            "heatmap": charts.heatmap_figure(f"Predicted P on {node.name}", names, labels, z),
+            "heatmap": charts.heatmap_figure(f"Predicted P on {node.name}", names, middles, z),
         },
     )
 
