@@ -216,3 +216,43 @@ def test_a_label_stays_training_data_after_its_telemetry_ages_out(
     anomaly.save(update_fields=["label"])
     snapshot_labels()
     assert not LabelSnapshot.objects.exists()
+
+
+def test_an_anomalys_page_links_to_its_incident(viewer_client, anomaly_artefact, db):
+    from datetime import timedelta
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from webapp.incidents.services import record_signal
+
+    version = promote_artefact("anomaly", anomaly_artefact)
+    node = Node.objects.create(name="n")
+    now = timezone.now()
+    anomalies = [
+        Anomaly.objects.create(
+            level="host",
+            node=node,
+            start=now - timedelta(minutes=m),
+            end=now,
+            score=70,
+            model_version=version,
+        )
+        for m in (5, 4)
+    ]
+    alone = Anomaly.objects.create(
+        level="host",
+        node=Node.objects.create(name="m"),
+        start=now,
+        end=now,
+        score=70,
+        model_version=version,
+    )
+    page = viewer_client.get(reverse("anomaly_detail", args=[alone.pk]))
+    assert page.context["incident"] is None and "not correlated into one" in page.text
+    for a in anomalies:  # two signals on one node make an incident
+        record_signal("anomaly", a.pk, title="anomaly", start=a.start, node=node)
+    page = viewer_client.get(reverse("anomaly_detail", args=[anomalies[0].pk]))
+    incident = page.context["incident"]
+    assert incident is not None
+    assert f'href="{reverse("incident_detail", args=[incident.pk])}"' in page.text

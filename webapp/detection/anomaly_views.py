@@ -127,6 +127,7 @@ def anomaly_detail(request, anomaly_id: int):
                 [tuple(x) for x in attribution.get("templates", [])],
             ),
             "labels": Anomaly.LABELS,
+            "incident": _incident_of(anomaly),
             "can_label": roles.has_role(request.user, roles.OPERATOR),
             "scenarios": _scenario_names(),
         },
@@ -151,6 +152,20 @@ def anomaly_label(request, anomaly_id: int):
             request, "Label saved; the next training run of the anomaly model uses it."
         )
     return redirect("anomaly_detail", anomaly_id=anomaly.pk)
+
+
+def _incident_of(anomaly: Anomaly):
+    """The incident the anomaly's signal was correlated into (the one it was merged into, if
+    it was), or None."""
+    from webapp.incidents.models import Signal
+
+    signal = (
+        Signal.objects.filter(kind="anomaly", source_id=str(anomaly.pk))
+        .select_related("incident__merged_into")
+        .first()
+    )
+    incident = signal.incident if signal else None
+    return incident.merged_into or incident if incident else None
 
 
 def _scenario_names() -> list[str]:
