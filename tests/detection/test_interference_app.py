@@ -200,7 +200,8 @@ def test_the_fleet_view_names_every_placed_instance_it_could_not_predict(
     page = viewer_client.get(reverse("interference"))
     reasons = {u["instance"].name: u["reason"] for u in page.context["unpredicted"]}
     assert reasons == {
-        on_real.name: "node real-host has no known llc_mb, membw, net, disk capacity",
+        on_real.name: "node real-host has no known llc_mb, membw, net, disk capacity "
+        "(an admin sets it on the node's page)",
         "stopped-vm": "no metric samples in the window the model reads before the latest round",
     }
     assert page.context["total"] == Instance.objects.filter(node__isnull=False).count() - 3
@@ -389,3 +390,33 @@ def test_a_long_range_is_drawn_from_bucket_means():
     few = band_points(rows[:5], start_ms, end_ms, max_points=100)
     assert few[0] == [start_ms + m * 60_000 for m in range(5)] and few[1][:2] == [0.5, 0.7]
     assert band_points([], start_ms, end_ms) == ([], [], [], [])
+
+
+def test_an_admin_gives_a_node_its_capacity_and_its_instances_are_predicted(
+    fleet, interference_artefact, admin_client, viewer_client
+):
+    """A host known only by cores and memory (an agent's) gets no prediction until an admin
+    states its cache and bandwidth on the node's page; each bad field is named."""
+    promote_artefact("interference", interference_artefact)
+    real = Node.objects.create(name="real-host", cpu_cores=8, memory_bytes=32 * 2**30)
+    moved = Instance.objects.filter(node__isnull=False).first()
+    moved.node = real
+    moved.save(update_fields=["node"])
+    predict_fleet(int(time.time() * 1000))
+    assert not InterferencePrediction.objects.filter(instance=moved).exists()
+    page = viewer_client.get(reverse("node_detail", args=[real.name]))
+    assert page.context["capacity_form"] is None and "Last-level cache" in page.text
+    url = reverse("node_capacity", args=[real.name])
+    values = {"cpu_cores": 8, "memory_gb": 32, "llc_mb": 30, "membw_gbps": 80, "net_gbit": 25}
+    assert viewer_client.post(url, {**values, "disk_mbps": 2000}).status_code == 403
+    page = admin_client.post(url, {**values, "disk_mbps": -1}, follow=True)
+    assert "disk_mbps:" in page.text
+    real.refresh_from_db()
+    assert real.disk_mbps is None
+    admin_client.post(url, {**values, "disk_mbps": 2000})
+    real.refresh_from_db()
+    assert (real.llc_mb, real.disk_mbps, real.memory_bytes) == (30.0, 2000.0, 32 * 2**30)
+    predict_fleet(int(time.time() * 1000) + 60_000)
+    assert InterferencePrediction.objects.filter(instance=moved).exists()
+    page = admin_client.get(reverse("node_detail", args=[real.name]))
+    assert "2000 MB/s" in page.text and page.context["capacity_form"] is not None

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("nodes/", views.node_list, name="node_list"),
     path("nodes/<str:name>/", views.node_detail, name="node_detail"),
+    path("nodes/<str:name>/capacity", views.node_capacity, name="node_capacity"),
     path("instances/<str:name>/", views.instance_detail, name="instance_detail"),
     path("explore/", views.explore, name="explore"),
     path("dashboards/", dashboard_views.dashboard_list, name="dashboard_list"),

@@ -2,18 +2,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
+from django.views.decorators.http import require_POST
 
 from ingest.types import SEVERITY_ERROR, severity_name
 from webapp.core import roles
 from webapp.dashboards import charts, fleet, panelcache, timerange
+from webapp.dashboards.forms import NodeCapacityForm
 from webapp.incidents.annotations import annotations_between
-from webapp.telemetry import query
+from webapp.telemetry import query, services
 from webapp.telemetry.api import SEVERITY_FLOORS
 from webapp.telemetry.models import (
     IngestSource,
@@ -234,9 +237,60 @@ def node_detail(request, name: str):
             "notes": notes,
             "annotate_node": node.name,
             "can_annotate": roles.has_role(request.user, roles.OPERATOR),
+            "capacity": _capacity_rows(node),
+            "capacity_form": NodeCapacityForm(
+                initial={
+                    "cpu_cores": node.cpu_cores,
+                    "memory_gb": round(node.memory_bytes / 2**30, 3) if node.memory_bytes else None,
+                    "llc_mb": node.llc_mb,
+                    "membw_gbps": node.membw_gbps,
+                    "net_gbit": node.net_gbit,
+                    "disk_mbps": node.disk_mbps,
+                }
+            )
+            if roles.has_role(request.user, roles.ADMIN)
+            else None,
             **panelcache.page_context(request, tr, topics=("annotations",)),
         },
     )
+
+
+def _capacity_rows(node: Node) -> list[tuple[str, str]]:
+    """(what, value or "unknown") of the capacity the interference model reads."""
+    from ingest.simulator.fleet import GB
+    from webapp.detection.interference import node_capacity as capacity_of
+
+    c = capacity_of(node)
+
+    def shown(value, scale, unit):
+        return f"{value / scale:g} {unit}" if value == value else "unknown"
+
+    return [
+        ("CPU cores", shown(c["cores"], 1, "")),
+        ("Memory", shown(c["mem_gb"], 1, "GB")),
+        ("Last-level cache", shown(c["llc_mb"], 1, "MB")),
+        ("Memory bandwidth", shown(c["membw"], GB, "GB/s")),
+        ("Network", shown(c["net"], GB / 8, "Gbit/s")),
+        ("Disk bandwidth", shown(c["disk"], 1e6, "MB/s")),
+    ]
+
+
+@roles.require_role(roles.ADMIN)
+@require_POST
+def node_capacity(request, name: str):
+    """An admin states a node's capacity (the interference model cannot predict on a node
+    without it); each bad field is named."""
+    node = get_object_or_404(Node, name=name)
+    form = NodeCapacityForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(errors)}")
+        return redirect("node_detail", name=node.name)
+    data = form.cleaned_data
+    memory = data.pop("memory_gb")
+    services.update_node(node, memory_bytes=int(memory * 2**30) if memory else None, **data)
+    messages.success(request, "Capacity saved; the next interference round uses it.")
+    return redirect("node_detail", name=node.name)
 
 
 @roles.require_role(roles.VIEWER)

@@ -68,27 +68,37 @@ def _calibration_value(version: ModelVersion | None, key: str) -> float | None:
 
 def node_capacity(node: Node) -> dict:
     """The capacity features the model was trained with, in its units (cores, GB, MB of
-    last-level cache, bytes/s of memory, network and disk bandwidth): known per hardware
-    generation for the simulator's nodes; other nodes give cores and memory only."""
+    last-level cache, bytes/s of memory, network and disk bandwidth): from the hardware
+    generation for the simulator's nodes, and from what an admin set on the node's page
+    (which wins over the generation); NaN where neither says."""
     from ingest.simulator.fleet import GB, GENERATIONS
 
     generation = next((g for g in GENERATIONS if g.name == node.hardware), None)
-    if generation is not None:
-        return {
-            "cores": float(generation.cores),
-            "mem_gb": float(generation.mem_gb),
-            "llc_mb": float(generation.llc_mb),
-            "membw": float(generation.membw_gbps * GB),
-            "net": float(generation.net_gbit * GB / 8),
-            "disk": float(generation.disk_mbps * 1e6),
-        }
+
+    def pick(own, of_generation):
+        if own is not None:
+            return float(own)
+        return float(of_generation) if generation is not None else np.nan
+
     return {
-        "cores": float(node.cpu_cores) if node.cpu_cores else np.nan,
-        "mem_gb": float(node.memory_bytes) / 2**30 if node.memory_bytes else np.nan,
-        "llc_mb": np.nan,
-        "membw": np.nan,
-        "net": np.nan,
-        "disk": np.nan,
+        "cores": pick(node.cpu_cores, generation and generation.cores),
+        "mem_gb": pick(
+            node.memory_bytes / 2**30 if node.memory_bytes else None,
+            generation and generation.mem_gb,
+        ),
+        "llc_mb": pick(node.llc_mb, generation and generation.llc_mb),
+        "membw": pick(
+            node.membw_gbps * GB if node.membw_gbps else None,
+            generation and generation.membw_gbps * GB,
+        ),
+        "net": pick(
+            node.net_gbit * GB / 8 if node.net_gbit else None,
+            generation and generation.net_gbit * GB / 8,
+        ),
+        "disk": pick(
+            node.disk_mbps * 1e6 if node.disk_mbps else None,
+            generation and generation.disk_mbps * 1e6,
+        ),
     }
 
 
@@ -289,7 +299,10 @@ def unpredicted(
         if node.pk not in missing:
             missing[node.pk] = missing_capacity(node_capacity(node))
         if missing[node.pk]:
-            reason = f"node {node.name} has no known {', '.join(missing[node.pk])} capacity"
+            reason = (
+                f"node {node.name} has no known {', '.join(missing[node.pk])} capacity "
+                "(an admin sets it on the node's page)"
+            )
         elif instance.first_seen >= round_at + timedelta(minutes=1):  # rounds run within a minute
             reason = "placed after the latest round"
         elif instance.last_seen is None and any_seen:
@@ -311,7 +324,12 @@ def what_if(instance_name: str, node_name: str) -> dict:
         raise WhatIfError(f"{instance_name} already runs on {node_name}", "node")
     capacity = node_capacity(node)
     if unknown := missing_capacity(capacity):
-        raise WhatIfError(f"{node_name} has no known capacity ({', '.join(unknown)})", "node", 409)
+        raise WhatIfError(
+            f"{node_name} has no known capacity ({', '.join(unknown)}); an admin sets it on "
+            "the node's page",
+            "node",
+            409,
+        )
     version, predictor = versions.load_promoted(ModelVersion.KIND_INTERFERENCE, _load)
     if predictor is None:
         raise WhatIfError("no interference model is promoted yet", "", 409)

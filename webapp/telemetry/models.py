@@ -19,6 +19,12 @@ class Node(models.Model):
     hardware = models.CharField(max_length=100, blank=True, help_text="generation or SKU")
     cpu_cores = models.PositiveIntegerField(null=True, blank=True)
     memory_bytes = models.BigIntegerField(null=True, blank=True)
+    # Shared-resource capacity the interference model needs, set by an admin where the
+    # hardware is not a known generation (units as in ingest.simulator.fleet.GENERATIONS).
+    llc_mb = models.FloatField(null=True, blank=True, help_text="last-level cache, MB")
+    membw_gbps = models.FloatField(null=True, blank=True, help_text="memory bandwidth, GB/s")
+    net_gbit = models.FloatField(null=True, blank=True, help_text="network, Gbit/s")
+    disk_mbps = models.FloatField(null=True, blank=True, help_text="disk bandwidth, MB/s")
     labels = models.JSONField(default=dict, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(null=True, blank=True, db_index=True)

@@ -53,7 +53,10 @@ def record_placement(instance_id: int, node_id: int, at: datetime) -> int:
 
 @transaction.atomic
 def update_node(node: Node, **attributes) -> Node:
-    allowed = {"cluster", "rack", "hardware", "cpu_cores", "memory_bytes", "labels"}
+    allowed = {
+        "cluster", "rack", "hardware", "cpu_cores", "memory_bytes", "labels",
+        "llc_mb", "membw_gbps", "net_gbit", "disk_mbps",
+    }  # fmt: skip
     unknown = set(attributes) - allowed
     if unknown:
         raise ValueError(f"unknown node attributes: {', '.join(sorted(unknown))}")
