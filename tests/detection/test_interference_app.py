@@ -410,7 +410,7 @@ def test_an_admin_gives_a_node_its_capacity_and_its_instances_are_predicted(
     values = {"cpu_cores": 8, "memory_gb": 32, "llc_mb": 30, "membw_gbps": 80, "net_gbit": 25}
     assert viewer_client.post(url, {**values, "disk_mbps": 2000}).status_code == 403
     page = admin_client.post(url, {**values, "disk_mbps": -1}, follow=True)
-    assert "disk_mbps:" in page.text
+    assert "Disk (MB/s) (disk_mbps):" in page.text
     real.refresh_from_db()
     assert real.disk_mbps is None
     admin_client.post(url, {**values, "disk_mbps": 2000})

@@ -31,9 +31,19 @@ class NodeCapacityForm(forms.Form):
     """What the interference model needs to know about a node that is not a known hardware
     generation. Empty leaves a value unknown (or to the generation's figure)."""
 
-    cpu_cores = forms.IntegerField(min_value=1, max_value=4096, required=False)
-    memory_gb = forms.FloatField(min_value=0.001, max_value=1e6, required=False)
-    llc_mb = forms.FloatField(min_value=0.001, max_value=1e5, required=False)
-    membw_gbps = forms.FloatField(min_value=0.001, max_value=1e5, required=False)
-    net_gbit = forms.FloatField(min_value=0.001, max_value=1e5, required=False)
-    disk_mbps = forms.FloatField(min_value=0.001, max_value=1e7, required=False)
+    cpu_cores = forms.IntegerField(label="CPU cores", min_value=1, max_value=4096, required=False)
+    memory_gb = forms.FloatField(
+        label="Memory (GB)", min_value=0.001, max_value=1e6, required=False
+    )
+    llc_mb = forms.FloatField(
+        label="Last-level cache (MB)", min_value=0.001, max_value=1e5, required=False
+    )
+    membw_gbps = forms.FloatField(
+        label="Memory bandwidth (GB/s)", min_value=0.001, max_value=1e5, required=False
+    )
+    net_gbit = forms.FloatField(
+        label="Network (Gbit/s)", min_value=0.001, max_value=1e5, required=False
+    )
+    disk_mbps = forms.FloatField(
+        label="Disk (MB/s)", min_value=0.001, max_value=1e7, required=False
+    )

@@ -284,7 +284,7 @@ def node_capacity(request, name: str):
     form = NodeCapacityForm(request.POST)
     if not form.is_valid():
         for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(errors)}")
+            messages.error(request, f"{form.fields[field].label} ({field}): {' '.join(errors)}")
         return redirect("node_detail", name=node.name)
     data = form.cleaned_data
     memory = data.pop("memory_gb")
