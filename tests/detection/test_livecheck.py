@@ -91,3 +91,10 @@ def test_a_fault_under_way_before_the_period_explains_an_alarm_but_is_not_recall
     result = anomaly_live_check(T0, T0 + timedelta(hours=1))
     assert result["precision"] == 1.0 and result["scenario_accuracy"] == 1.0
     assert result["faults"] == 0 and result["recall"] is None
+
+
+def test_a_fleet_without_ground_truth_is_refused_not_scored_zero(fleet):
+    version, (a, *_) = fleet
+    _anomaly(version, a, 5, 15, "swap_storm")
+    with pytest.raises(ValueError, match="needs a simulator feed"):
+        anomaly_live_check(T0, T0 + timedelta(hours=1))

@@ -75,6 +75,11 @@ def anomaly_live_check(
         .select_related("instance", "node")
         .order_by("start")
     )
+    if not cases:  # a fleet without a simulator feed: precision 0 would be a lie
+        raise ValueError(
+            f"no injected cases recorded between {since:%Y-%m-%d %H:%M} and "
+            f"{until:%Y-%m-%d %H:%M} UTC: the live check needs a simulator feed's ground truth"
+        )
     spans = [
         _Span(c.level, c.instance_id if c.level == "vm" else None, c.node_id, c.start, c.end)
         for c in cases
