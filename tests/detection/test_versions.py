@@ -188,3 +188,14 @@ def test_a_new_interference_version_is_scored_beside_the_promoted_on_its_held_ou
     finally:
         config.write_text(original)
     assert "steps" in second.comparison["same held-out windows: not compared"]["promoted"]
+
+
+def test_the_models_page_offers_a_rollback_only_to_a_version_that_exists(admin_client, users):
+    page = admin_client.get(reverse("model_list")).content.decode()
+    assert "Roll back" not in page  # nothing retired yet
+    first, second = _trained(), _trained()
+    versions.promote(first, actor=users.admin)
+    assert "Roll back" not in admin_client.get(reverse("model_list")).content.decode()
+    versions.promote(second, actor=users.admin)
+    page = admin_client.get(reverse("model_list")).content.decode()
+    assert f"Roll back to v{first.version}" in page

@@ -224,15 +224,20 @@ def promote(version: ModelVersion, actor=None, reason: str = "") -> ModelVersion
 
 
 @transaction.atomic
-def rollback(kind: str, actor=None) -> ModelVersion:
-    """Re-promote the most recently retired version of ``kind``."""
-    previous = (
+def rollback_target(kind: str) -> ModelVersion | None:
+    """The version a rollback of ``kind`` would promote: the most recently retired one."""
+    return (
         ModelVersion.objects.filter(
             kind=kind, status=ModelVersion.RETIRED, training_state=ModelVersion.SUCCEEDED
         )
         .order_by("-promoted_at", "-version")
         .first()
     )
+
+
+def rollback(kind: str, actor=None) -> ModelVersion:
+    """Re-promote the most recently retired version of ``kind``."""
+    previous = rollback_target(kind)
     if previous is None:
         raise ValueError(f"no earlier {kind} version to roll back to")
     return promote(previous, actor=actor, reason="rollback")

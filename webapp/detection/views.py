@@ -18,6 +18,7 @@ def model_list(request):
             "kind": kind,
             "versions": [v for v in rows if v.kind == kind],
             "promoted": next((v for v in rows if v.kind == kind and v.status == "promoted"), None),
+            "rollback_to": versions.rollback_target(kind),
         }
         for kind, _ in ModelVersion.KINDS
     ]
