@@ -420,3 +420,36 @@ def test_an_admin_gives_a_node_its_capacity_and_its_instances_are_predicted(
     assert InterferencePrediction.objects.filter(instance=moved).exists()
     page = admin_client.get(reverse("node_detail", args=[real.name]))
     assert "2000 MB/s" in page.text and page.context["capacity_form"] is not None
+
+
+def test_a_suspect_without_predictions_ends_at_its_last_one_after_ten_minutes(
+    fleet, interference_artefact, monkeypatch
+):
+    from webapp.detection import interference
+    from webapp.incidents.models import Signal
+
+    version = promote_artefact("interference", interference_artefact)
+    node = Node.objects.first()
+    at = timezone.now().replace(second=0, microsecond=0)
+    gone = Instance.objects.create(name="gone-vm", node=node)
+    paused = Instance.objects.create(name="paused-vm", node=node)
+    for instance, minutes in ((gone, 12), (paused, 3)):  # last predicted that long ago
+        InterferencePrediction.objects.create(
+            instance=instance,
+            node=node,
+            ts=at - timedelta(minutes=minutes),
+            p=0.4,
+            p_low=0.3,
+            p_high=0.5,
+            model_version=version,
+        )
+        Signal.objects.create(
+            kind="interference",
+            source_id=f"{instance.pk}:1",
+            title="slow",
+            instance=instance,
+            start=at - timedelta(minutes=30),
+        )
+    interference.track_suspects([], at)
+    assert Signal.objects.get(instance=gone).end == at - timedelta(minutes=12)
+    assert Signal.objects.get(instance=paused).end is None  # a missed round is not the end

@@ -212,3 +212,22 @@ def test_instances_last_seen_is_kept(store):
     writer.write_metrics(batch, source="t", client="t")
     ingest_stats.flush()
     assert Instance.objects.get(name="vm-9x").last_seen is not None
+
+
+def test_series_telltale_derives_do_not_move_an_instance(store):
+    """A prediction round labels its series with the node it read before a migration; that
+    must not move the instance back (nor keep it seen)."""
+    send = {"node": "new", "vm": "vm-d"}
+    writer.write_metrics(
+        MetricBatch(series=[series_samples("vm_up", send, [(NOW - 60_000, 1.0)])]),
+        source="agent",
+        client="t",
+    )
+    derived = {"node": "old", "vm": "vm-d"}
+    writer.write_metrics(
+        MetricBatch(series=[series_samples("telltale_interference_p", derived, [(NOW, 0.7)])]),
+        source=writer.DERIVED_SOURCE,
+        client="interference",
+    )
+    assert Instance.objects.get(name="vm-d").node.name == "new"
+    assert Placement.objects.filter(instance__name="vm-d").count() == 1

@@ -257,21 +257,12 @@ def node_detail(request, name: str):
 
 def _capacity_rows(node: Node) -> list[tuple[str, str]]:
     """(what, value or "unknown") of the capacity the interference model reads."""
-    from ingest.simulator.fleet import GB
-    from webapp.detection.interference import node_capacity as capacity_of
+    from webapp.detection.interference import CAPACITY_FIGURES, stated_capacity
 
-    c = capacity_of(node)
-
-    def shown(value, scale, unit):
-        return f"{value / scale:g} {unit}" if value == value else "unknown"
-
+    stated = stated_capacity(node)
     return [
-        ("CPU cores", shown(c["cores"], 1, "")),
-        ("Memory", shown(c["mem_gb"], 1, "GB")),
-        ("Last-level cache", shown(c["llc_mb"], 1, "MB")),
-        ("Memory bandwidth", shown(c["membw"], GB, "GB/s")),
-        ("Network", shown(c["net"], GB / 8, "Gbit/s")),
-        ("Disk bandwidth", shown(c["disk"], 1e6, "MB/s")),
+        (what, f"{stated[key]:g} {unit}".strip() if stated[key] == stated[key] else "unknown")
+        for key, what, _, _, unit, _ in CAPACITY_FIGURES
     ]
 
 

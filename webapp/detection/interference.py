@@ -66,40 +66,42 @@ def _calibration_value(version: ModelVersion | None, key: str) -> float | None:
         return None
 
 
-def node_capacity(node: Node) -> dict:
-    """The capacity features the model was trained with, in its units (cores, GB, MB of
-    last-level cache, bytes/s of memory, network and disk bandwidth): from the hardware
-    generation for the simulator's nodes, and from what an admin set on the node's page
-    (which wins over the generation); NaN where neither says."""
-    from ingest.simulator.fleet import GB, GENERATIONS
+# Each capacity feature the model reads: what it is, the hardware generation's attribute
+# and the Node field that state it in the same unit (an admin's value wins), that unit, and
+# the factor to the model's unit (bytes, with GB = 1e9 as in ingest.simulator.fleet).
+# Memory is stated in GB; Node keeps bytes.
+CAPACITY_FIGURES = (
+    ("cores", "CPU cores", "cores", "cpu_cores", "", 1.0),
+    ("mem_gb", "Memory", "mem_gb", "memory_gb", "GB", 1.0),
+    ("llc_mb", "Last-level cache", "llc_mb", "llc_mb", "MB", 1.0),
+    ("membw", "Memory bandwidth", "membw_gbps", "membw_gbps", "GB/s", 1e9),
+    ("net", "Network", "net_gbit", "net_gbit", "Gbit/s", 1e9 / 8),
+    ("disk", "Disk bandwidth", "disk_mbps", "disk_mbps", "MB/s", 1e6),
+)
+
+
+def stated_capacity(node: Node) -> dict[str, float]:
+    """The node's capacity in the units people state it in (``CAPACITY_FIGURES``): what an
+    admin set on the node's page, else its hardware generation's figure, else NaN."""
+    from ingest.simulator.fleet import GENERATIONS
 
     generation = next((g for g in GENERATIONS if g.name == node.hardware), None)
+    own = {field: getattr(node, field, None) for *_, field, _, _ in CAPACITY_FIGURES}
+    own["memory_gb"] = node.memory_bytes / 2**30 if node.memory_bytes else None
+    out = {}
+    for key, _, attribute, field, _, _ in CAPACITY_FIGURES:
+        value = own[field]
+        if value is None and generation is not None:
+            value = getattr(generation, attribute)
+        out[key] = np.nan if value is None else float(value)
+    return out
 
-    def pick(own, of_generation):
-        if own is not None:
-            return float(own)
-        return float(of_generation) if generation is not None else np.nan
 
-    return {
-        "cores": pick(node.cpu_cores, generation and generation.cores),
-        "mem_gb": pick(
-            node.memory_bytes / 2**30 if node.memory_bytes else None,
-            generation and generation.mem_gb,
-        ),
-        "llc_mb": pick(node.llc_mb, generation and generation.llc_mb),
-        "membw": pick(
-            node.membw_gbps * GB if node.membw_gbps else None,
-            generation and generation.membw_gbps * GB,
-        ),
-        "net": pick(
-            node.net_gbit * GB / 8 if node.net_gbit else None,
-            generation and generation.net_gbit * GB / 8,
-        ),
-        "disk": pick(
-            node.disk_mbps * 1e6 if node.disk_mbps else None,
-            generation and generation.disk_mbps * 1e6,
-        ),
-    }
+def node_capacity(node: Node) -> dict:
+    """The capacity features the model was trained with, in its units (cores, GB, MB of
+    last-level cache, bytes/s of memory, network and disk bandwidth); NaN where unknown."""
+    stated = stated_capacity(node)
+    return {key: stated[key] * factor for key, *_, factor in CAPACITY_FIGURES}
 
 
 def missing_capacity(capacity: dict) -> list[str]:
@@ -228,7 +230,11 @@ def track_suspects(rows: list[InterferencePrediction], at: datetime) -> None:
     from webapp.incidents.services import record_signal
 
     open_by_instance: dict[int, list[Signal]] = defaultdict(list)
-    for signal in Signal.objects.filter(kind="interference", end__isnull=True).order_by("start"):
+    for signal in (
+        Signal.objects.filter(kind="interference", end__isnull=True)
+        .select_related("instance")
+        .order_by("start")
+    ):
         open_by_instance[signal.instance_id].append(signal)
 
     def end(signal: Signal, when: datetime) -> None:
@@ -259,14 +265,14 @@ def track_suspects(rows: list[InterferencePrediction], at: datetime) -> None:
             instance=row.instance,
             details={"p": row.p, "neighbours": row.neighbours},
         )
-    for instance_id, signals in open_by_instance.items():  # not predicted this round
-        last = (
-            InterferencePrediction.objects.filter(instance_id=instance_id).aggregate(ts=Max("ts"))[
-                "ts"
-            ]
-            if instance_id is not None
-            else None
-        )
+    last_predicted = dict(  # of the instances with an open signal not predicted this round
+        InterferencePrediction.objects.filter(instance_id__in=list(open_by_instance))
+        .values("instance_id")
+        .annotate(ts=Max("ts"))
+        .values_list("instance_id", "ts")
+    )
+    for instance_id, signals in open_by_instance.items():
+        last = last_predicted.get(instance_id)
         if last is None or last <= at - STALE_AFTER:
             for signal in signals:
                 end(signal, last or at)

@@ -41,10 +41,10 @@ def latest_round():
     return InterferencePrediction.objects.aggregate(ts=Max("ts"))["ts"]
 
 
-def latest_predictions():
+def latest_predictions(newest=None):
     """Each instance's newest prediction of the last two rounds (one a round missed still
-    shows), one row per instance."""
-    newest = latest_round()
+    shows), one row per instance; ``newest`` is ``latest_round()`` where the caller has it."""
+    newest = newest or latest_round()
     if newest is None:
         return InterferencePrediction.objects.none()
     own_newest = (
@@ -60,7 +60,8 @@ def latest_predictions():
 @roles.require_role(roles.VIEWER)
 def interference(request):
     sort = request.GET.get("sort", "p")
-    rows = list(latest_predictions())
+    newest = latest_round()
+    rows = list(latest_predictions(newest))
     for row in rows:
         row.width = row.p_high - row.p_low
     key = SORTS.get(sort, "p")
@@ -85,7 +86,7 @@ def interference(request):
             "sort": sort,
             "nodes": nodes,
             "total": len(rows),
-            "unpredicted": unpredicted(latest_round(), {r.instance_id for r in rows}),
+            "unpredicted": unpredicted(newest, {r.instance_id for r in rows}),
             "attribute_worst": ATTRIBUTE_WORST,
             "coverage": interval_coverage(versions.promoted(ModelVersion.KIND_INTERFERENCE)),
         },
@@ -147,11 +148,12 @@ def interference_instance(request, name: str):
         tr.end_ms,
     )
     newest_round = latest_round()
-    missing = None  # why the newest round has no prediction for it (whatever range is shown)
-    in_round = newest_round is not None and instance.interference_predictions.filter(
-        ts__gte=newest_round
+    in_round = (
+        newest_round is not None
+        and instance.interference_predictions.filter(ts__gte=newest_round).exists()
     )
-    if instance.node_id and not (in_round and in_round.exists()):
+    missing = None  # why the newest round has no prediction for it (whatever range is shown)
+    if instance.node_id and not in_round:
         left_out = unpredicted(newest_round, set(), only=instance)
         missing = left_out[0]["reason"] if left_out else None
     neighbours_predicted = (

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 # Samples older than this when written may land in minutes that were already rolled up.
 LATE_AFTER_MS = 90_000
 # Series Telltale derives itself (anomaly scores, predicted P). Writing them says nothing
-# about whether their node or instance is alive: counting them kept a stopped instance
-# "seen" forever, because it was scored, which wrote its score, which made it seen.
+# about whether their node or instance is alive, or where it runs: counting them kept a
+# stopped instance "seen" forever (it was scored, which wrote its score, which made it seen),
+# and a round's node label, read before a migration, could move the instance back.
 DERIVED_SOURCE = "telltale"
 _CACHE_LIMIT = 2_000_000
 
@@ -209,7 +210,6 @@ def series_ids_for(batch: MetricBatch) -> tuple[list[int], int]:
     if new:
         with registry.lock:
             created = _register_series(new)
-    _note_moves(batch.series, ids)
     return ids, created
 
 
@@ -242,6 +242,7 @@ def write_metrics(batch: MetricBatch, *, source: str, client: str) -> WriteResul
         result.stored = write_samples(sids, ts, values)
         if source != DERIVED_SOURCE:
             ingest_stats.touch_series(ids)
+            _note_moves(batch.series, ids)
     ingest_stats.add(source, client, samples=result.stored, rejected=batch.rejected_count)
     selfmetrics.INGEST_SAMPLES.labels(source).inc(result.stored)
     if batch.rejected_count:
