@@ -49,6 +49,17 @@ def group_margin(pred: np.ndarray, y: np.ndarray, groups: np.ndarray, coverage: 
     return max(margins)
 
 
+def serve_lone(pred: np.ndarray, lone: np.ndarray, margin: float) -> np.ndarray:
+    """``pred`` [N, 3] with the victims that had no neighbour (``lone`` [N]) at P = 1: nothing
+    co-located slows them. Their interval is [1 - margin, 1]: measured P still varies by
+    measurement noise, and the calibrated margin, the part of the uncertainty the quantile
+    heads miss, is the only width fitted on held-out data (the training fleets are dense, so
+    it is not fitted on lone victims; docs/interference.md measures what it covers)."""
+    out = pred.copy()
+    out[lone] = (1.0, float(np.clip(1.0 - margin, 0.0, 1.0)), 1.0)  # a margin may be < 0
+    return out
+
+
 def apply_margin(pred: np.ndarray, margin: float) -> np.ndarray:
     """[N, 3] with the calibrated interval, clipped to [0, 1] and always containing P."""
     out = pred.copy()

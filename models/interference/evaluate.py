@@ -133,7 +133,7 @@ def _run_partition(
     result = train(cfg, data=(fit, val, names))
     model = InterferencePredictor.load(result.out_dir)
     members = model.member_predictions(test)
-    pred = model.calibrated_mean(members)
+    pred = model.served(test, members)
     rows["telltale"] = {
         **_score(pred[:, 0], test.p),
         **interval_metrics(pred, test.p),

@@ -81,6 +81,11 @@ class Windows:
         )
 
 
+def without_neighbours(w: Windows) -> np.ndarray:
+    """[N] whether a window's victim had no neighbour at any of its own steps."""
+    return np.where(w.valid, w.nbr_count, 0.0).max(axis=1, initial=0.0) == 0
+
+
 def counters_to_increments(x: np.ndarray, counter_cols: Sequence[int]) -> np.ndarray:
     """Per-step increase of counter columns (time axis 0); resets and gaps count as 0."""
     if not len(counter_cols):

@@ -37,6 +37,13 @@ Attribution is leave-one-out through the model: for each neighbour, P predicted 
 neighbour removed minus P predicted with everyone; a positive gain means the neighbour hurts.
 It answers "what does the model think would change", not a causal guarantee.
 
+A victim without any neighbour in its window is not slowed by neighbours: P = 1 with the
+interval [1 - margin, 1] (``calibration.serve_lone``), by definition rather than from the
+nets, which never see a lone instance in the dense fleets they train on and predicted one
+slowed by about 14 % (a sparse simulated fleet: 0.86 where P was 0.99; docs/interference.md,
+"Instances alone on a node"). So moving an instance onto an empty node answers 1, and the
+last neighbour's leave-one-out gain is everything the victim lost.
+
 What-if moves an instance onto a target node: P of the moved instance next to the target's
 instances, and P of each of those with the moved one added. The moved instance's own matrix
 was measured where it runs now, contention symptoms included; the model reads it as the
@@ -62,6 +69,7 @@ from models.interference.calibration import (
     apply_margin,
     interval_metrics,
     read_calibration,
+    serve_lone,
 )
 from models.interference.components import build_member
 from models.interference.encoding import FeatureScaler
@@ -73,6 +81,7 @@ from models.interference.features import (
     counters_to_increments,
     fit_window,
     leave_one_out,
+    without_neighbours,
 )
 from models.interference.module import ensemble_mean, predict_array
 from models.interference.train import MEMBER_FILES
@@ -173,7 +182,7 @@ class InterferencePredictor:
         """Calibrated [N, 3] (P, low, high) for raw windows (evaluation and batch scoring)."""
         if not len(w):
             return np.zeros((0, 3))
-        return self.calibrated_mean(self.member_predictions(w))
+        return self.served(w, self.member_predictions(w))
 
     def score_windows(self, w: Windows, metric_names: Sequence[str]) -> dict[str, float]:
         """MAE (pp), interval coverage and width (pp) of the served P on labelled windows
@@ -192,10 +201,12 @@ class InterferencePredictor:
         enc = self.scaler.encode(w)
         return {name: predict_array(net, enc) for name, net in self.nets.items()}
 
-    def calibrated_mean(self, members: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The served [N, 3] from ``member_predictions``: their mean, widened by the margin
-        (for callers that need both without forwarding the windows twice)."""
-        return apply_margin(ensemble_mean(list(members.values())), self.margin)
+    def served(self, w: Windows, members: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The served [N, 3] from ``member_predictions(w)`` (for callers that need both
+        without forwarding the windows twice): the members' mean widened by the margin, and
+        exactly 1 for a victim without neighbours (``calibration.serve_lone``)."""
+        out = apply_margin(ensemble_mean(list(members.values())), self.margin)
+        return serve_lone(out, without_neighbours(w), self.margin)
 
     def attribute(self, victim: VictimInput) -> list[tuple[str, float]]:
         return self.attribute_many([victim])[0]

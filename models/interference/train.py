@@ -39,10 +39,11 @@ from models.interference.calibration import (
     apply_margin,
     group_margin,
     interval_metrics,
+    serve_lone,
 )
 from models.interference.components import build_member
 from models.interference.encoding import FeatureScaler
-from models.interference.features import Windows, windows_from_dataset
+from models.interference.features import Windows, windows_from_dataset, without_neighbours
 from models.interference.module import ensemble_mean, fit_best_epoch, predict_array
 from models.progress import EpochLog
 
@@ -245,8 +246,13 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
     if dropped:
         log.info("left out of the ensemble (validation MAE %s pp): %s", member_mae, dropped)
     raw = ensemble_mean([member_raw[name] for name in kept])
-    margin = group_margin(raw, val.p, val.group, cfg.coverage)
-    calibrated = apply_margin(raw, margin)
+    # Lone victims are served P = 1 by rule (predictor.served), not by the nets: their
+    # errors say nothing about the nets' interval and would only widen it for everyone.
+    lone = without_neighbours(val)
+    fit_on = ~lone if not lone.all() else lone  # all lone: a tiny lab run's alone runs
+    margin = group_margin(raw[fit_on], val.p[fit_on], val.group[fit_on], cfg.coverage)
+    calibrated = serve_lone(apply_margin(raw, margin), lone, margin)
+    raw = serve_lone(raw, lone, 0.0)
     calibration = {
         "method": "split-conformal quantile regression, largest margin over held-out workloads",
         "coverage_target": cfg.coverage,

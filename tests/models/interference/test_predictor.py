@@ -56,6 +56,33 @@ def test_predict_variable_length_nan_and_no_neighbours(model, sim_windows):
     assert model.predict([]) == []
 
 
+def test_an_instance_without_neighbours_is_not_slowed(model, sim_windows):
+    """The nets never see a lone instance in training and predict one slowed; P = 1 is
+    served instead, in place, as the last neighbour's blame and on an empty target."""
+    alone = _victim(sim_windows, 1, k=0)
+    raw = model.member_predictions(model._windows([alone]))
+    assert np.mean([m[0, 0] for m in raw.values()]) < 0.99  # what the nets alone would say
+    lone = Prediction("v1", 1.0, pytest.approx(min(1.0, 1.0 - model.margin)), 1.0)
+    assert model.predict([alone])[0] == lone
+    with_one = _victim(sim_windows, 1, k=1)
+    p = model.predict([with_one])[0].p
+    assert p < 1.0
+    ((_, gain),) = model.attribute(with_one)
+    assert gain == pytest.approx(1.0 - p, abs=1e-6)
+    moved = model.what_if(sim_windows.victim[0], [], CAP, moved_id="m")
+    assert (moved.moved.p, moved.moved.p_high, moved.existing) == (1.0, 1.0, [])
+
+
+def test_a_neighbour_for_part_of_the_window_still_counts(model, sim_windows):
+    v = _victim(sim_windows, 2, k=1)
+    late = v.neighbours[0].matrix.copy()
+    late[:-5] = np.nan  # arrived five steps before the end
+    partly = VictimInput(v.instance_id, v.matrix, [NeighbourInput("late", late)], CAP)
+    w = model._windows([partly])
+    raw = model.served(w, model.member_predictions(w))
+    assert raw[0, 0] < 1.0 and model.predict([partly])[0].p == raw[0, 0]
+
+
 def test_predict_rejects_bad_inputs(model, sim_windows):
     v = _victim(sim_windows, 0)
     with pytest.raises(ValueError, match="matrix"):
@@ -98,7 +125,7 @@ def test_what_if_predicts_moved_and_existing(model, sim_windows):
     assert result.moved.instance_id == "m"
     assert [p.instance_id for p in result.existing] == ["t0", "t1", "t2"]
     empty = model.what_if(w.victim[0], [], CAP)
-    assert empty.existing == [] and 0 <= empty.moved.p <= 1
+    assert empty.existing == [] and empty.moved.p == 1.0
 
 
 def test_a_target_instance_without_samples_is_absent_not_an_error(model, sim_windows):

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from ingest.simulator import VM_METRIC_NAMES
-from models.interference.calibration import apply_margin, conformal_margin, interval_metrics
+from models.interference.calibration import (
+    apply_margin,
+    conformal_margin,
+    interval_metrics,
+    serve_lone,
+)
 from models.interference.data import simulator_excluding
 from models.interference.predictor import InterferencePredictor
 from models.interference.train import (
@@ -125,6 +130,16 @@ def test_conformal_margin_reaches_the_target_coverage():
     assert margin > 0
     cov = interval_metrics(apply_margin(pred[1000:], margin), y[1000:])["coverage"]
     assert 0.87 < cov < 0.93
+
+
+def test_lone_victims_are_served_one_with_the_margin_below_it():
+    pred = np.array([[0.8, 0.7, 0.9], [0.86, 0.8, 0.92]])
+    lone = np.array([False, True])
+    out = serve_lone(pred, lone, 0.05)
+    np.testing.assert_array_equal(out[0], pred[0])
+    np.testing.assert_allclose(out[1], [1.0, 0.95, 1.0])
+    assert pred[1, 0] == 0.86  # the input is left as it was
+    np.testing.assert_allclose(serve_lone(pred, lone, -0.02)[1], [1.0, 1.0, 1.0])
 
 
 def test_training_on_simulated_fleets_calibrates_the_what_if_margin(tmp_path):
