@@ -7,6 +7,9 @@
 - ``lstm``: an LSTM over the per-step features the temporal branch sees, trained through
   the same LightningModule (log-cosh, warm-up + cosine), last valid state → MLP → sigmoid.
 - ``mean``: the mean P of the training windows, the floor any model has to beat.
+- ``no_interference``: P = 1 for everyone, what a tool without interference prediction
+  implicitly says; on a real host whose P differs from the training data's, the floor
+  that matters.
 
 All are tuned once with sensible defaults, never on test data. Each ``fit`` receives the
 validation windows too; only the LSTM uses them (best epoch), the others ignore them.
@@ -25,7 +28,9 @@ from models.interference.components import LSTMNet
 from models.interference.encoding import Encoded
 from models.interference.module import fit_best_epoch, predict_array
 
-METHODS: tuple[str, ...] = ("random_forest", "gradient_boosting", "linear", "lstm", "mean")
+METHODS: tuple[str, ...] = (
+    "random_forest", "gradient_boosting", "linear", "lstm", "mean", "no_interference",
+)  # fmt: skip
 
 
 @dataclass
@@ -79,6 +84,8 @@ class Baseline:
             ).fit(x, y)
         elif self.method == "mean":
             self.model = float(np.mean(y))
+        elif self.method == "no_interference":
+            self.model = 1.0
         elif self.method == "linear":
             from sklearn.linear_model import Ridge
 

@@ -13,9 +13,17 @@ for early stopping and interval calibration, and every method is scored on the t
 windows whose victim belongs to a held-out archetype. The test seed's data is never used for
 fitting, model selection or calibration.
 
-Lab protocol: leave one victim workload out. Each workload of the lab dataset is the test set
-once; one other is the validation workload; every method is trained on the rest of the lab
-runs only (nothing from the simulator).
+Lab protocol (``--train-on lab``, the default): leave one victim workload out. Each workload
+of the lab dataset is the test set once; one other is the validation workload; every method
+is trained on the rest of the lab runs only (nothing from the simulator).
+
+Transfer protocol (``--train-on sim``): what the app ships, a model trained on the
+simulator, tested on real lab runs. Every method is trained once on a simulated fleet (seed
+``--seed`` + 1,000,003, all archetypes, ``--val-workloads`` of them held out for early
+stopping and calibration) with the window length of the lab, and with every metric the lab
+cannot measure (hardware counters, network per process, request metrics) blanked, so the
+model never leans on a signal it will not get; then it is scored on every lab victim window,
+with the MAE per victim workload beside the total. No lab run is used for fitting.
 
 Rows: MAE and MSE in percentage points of P (mean and std over partitions), and for Telltale
 the coverage and mean width of its calibrated interval, and each ensemble member's MAE on
@@ -72,6 +80,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(MEMBERS),
         help=f"Telltale's ensemble members, transformer first ({','.join(MEMBERS)})",
     )
+    parser.add_argument(
+        "--train-on",
+        dest="train_on",
+        choices=("lab", "sim"),
+        default="lab",
+        help="lab: what every method is trained on (lab: the other victims' runs; sim: a "
+        "simulated fleet, the transfer protocol)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a small run (tests, smoke checks)")
     parser.add_argument("--json", dest="json_out", help="write the result as JSON here")
@@ -126,8 +142,18 @@ def _run_partition(
     settings: dict,
     cfg: TrainConfig,
     log: Callable[[str], None],
+    test_groups: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict]:
-    """Train every method on (fit, val) and score it on ``test``."""
+    """Train every method on (fit, val) and score it on ``test``; ``test_groups`` (name →
+    mask over ``test``) adds each method's MAE on each part as ``by_workload``."""
+
+    def by_workload(pred: np.ndarray) -> dict:
+        if not test_groups:
+            return {}
+        return {
+            "by_workload": {k: _score(pred[m], test.p[m])["mae"] for k, m in test_groups.items()}
+        }
+
     rows: dict[str, dict] = {}
     began = time.perf_counter()
     result = train(cfg, data=(fit, val, names))
@@ -137,6 +163,7 @@ def _run_partition(
     rows["telltale"] = {
         **_score(pred[:, 0], test.p),
         **interval_metrics(pred, test.p),
+        **by_workload(pred[:, 0]),
         "member_mae": {name: _score(m[:, 0], test.p)["mae"] for name, m in members.items()},
         "member_val_mae": {k: v["val_mae_pp"] for k, v in result.metrics["members"].items()},
         "val_mae": result.metrics["val_mae_pp"],
@@ -157,7 +184,11 @@ def _run_partition(
             continue
         t0 = time.perf_counter()
         p = Baseline(m, settings["baselines"]).fit(enc_fit, enc_val).predict(enc_test)
-        rows[m] = {**_score(p, test.p), "seconds": round(time.perf_counter() - t0, 1)}
+        rows[m] = {
+            **_score(p, test.p),
+            **by_workload(p),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         log(f"    {m:<17} MAE {rows[m]['mae']:.2f} pp  ({rows[m]['seconds']} s)")
     return rows
 
@@ -181,6 +212,10 @@ def _summarise(parts: list[dict], methods: list[str]) -> list[dict]:
         if "coverage" in got[0]:
             row["coverage"] = float(np.mean([g["coverage"] for g in got]))
             row["interval_width"] = float(np.mean([g["interval_width"] for g in got]))
+        if "by_workload" in got[0]:  # the transfer protocol's one partition, per victim
+            row["by_workload"] = {
+                k: float(np.mean([g["by_workload"][k] for g in got])) for k in got[0]["by_workload"]
+            }
         if "member_mae" in got[0]:  # each member alone, over the partitions that kept it
             names = dict.fromkeys(k for g in got for k in g["member_mae"])
             row["member_mae"] = {
@@ -247,7 +282,9 @@ def _sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
     return {"protocol": protocol, "partitions": parts}
 
 
-def _lab(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path) -> dict:
+def _lab_windows(args: argparse.Namespace) -> tuple[Windows, list[str], list[str], dict, int]:
+    """The lab's victim windows (one per run), workload names, metric names, fleet.json and
+    window length."""
     from models.interference.features import dataset_arrays, windows_from_dataset
 
     if not args.path:
@@ -261,7 +298,81 @@ def _lab(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path)
     victims = sorted({int(g) for g in np.unique(w.group) if group_names[g].startswith("victim:")})
     if len(victims) < 3:
         raise SystemExit(f"the lab dataset has {len(victims)} victim workloads; need at least 3")
-    w = w.take(np.isin(w.group, victims))
+    return w.take(np.isin(w.group, victims)), group_names, names, meta, window
+
+
+def measured_metrics(w: Windows) -> np.ndarray:
+    """Mask of the metrics with any victim value in ``w`` (the lab measures victims and
+    co-runners alike, so these are the neighbours' too)."""
+    return (~np.isnan(w.victim)).any(axis=(0, 1))
+
+
+def blank_metrics(w: Windows, keep: np.ndarray) -> Windows:
+    """``w`` as a host that measures only the metrics in ``keep`` would give it: the others
+    missing (NaN) for the victim and 0 in the neighbour aggregates, as
+    ``features.aggregate`` leaves a metric no neighbour reports."""
+    out = w.take(np.arange(len(w)))
+    out.victim[..., ~keep] = np.nan
+    for name in ("nbr_mean", "nbr_max", "nbr_sum"):
+        getattr(out, name)[..., ~keep] = 0.0
+    return out
+
+
+def _lab_from_sim(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path) -> dict:
+    from ingest.simulator import VM_METRIC_NAMES
+    from models.interference.data import simulated_windows
+
+    test, group_names, names, meta, window = _lab_windows(args)
+    if list(names) != list(VM_METRIC_NAMES):
+        raise SystemExit("the lab dataset's metrics are not the simulator's; cannot transfer")
+    measured = measured_metrics(test)
+    fleet = {"n_nodes": s["nodes"], "n_instances": s["instances"], "hours": s["hours"]}
+    train_seed = args.seed + 1_000_003
+    log(
+        f"simulating training fleet {train_seed} with {window}-step windows; "
+        f"{int(measured.sum())} of {len(names)} metrics measured by the lab"
+    )
+    pool = simulated_windows([train_seed], **fleet, window=window, stride=s["stride"])
+    pool = blank_metrics(pool.take(~np.isnan(pool.p)), measured)
+    fit, val, _ = split_by_group(pool, args.val_workloads, args.seed)
+    cfg = TrainConfig(
+        out_dir=str(keep / "sim"),
+        window_steps=window,
+        epochs=s["epochs"],
+        max_train_windows=s["max_train_windows"],
+        threads=args.threads,
+        seed=args.model_seed,
+        members=parse_members(args.members),
+    )
+    victims = {group_names[g]: test.group == g for g in np.unique(test.group)}
+    log(f"testing on {len(test)} lab windows of {sorted(victims)}")
+    rows = _run_partition(fit, val, test, names, methods, s, cfg, log, test_groups=victims)
+    part = {
+        "test_workloads": sorted(victims),
+        "train_seed": train_seed,
+        "n_fit": len(fit),
+        "n_test": len(test),
+        "rows": rows,
+    }
+    protocol = {
+        "path": str(args.path),
+        "window_steps": window,
+        "partitions": 1,
+        "training": f"simulated fleet {train_seed} only (no lab run), metrics the lab "
+        "cannot measure blanked",
+        "metrics_measured": [n for n, m in zip(names, measured, strict=True) if m],
+        "fleet": fleet,
+        "model_seed": args.model_seed,
+        "host": meta.get("config", {}).get("host", {}),
+    }
+    return {"protocol": protocol, "partitions": [part]}
+
+
+def _lab(args: argparse.Namespace, s: dict, methods: list[str], log, keep: Path) -> dict:
+    if getattr(args, "train_on", "lab") == "sim":
+        return _lab_from_sim(args, s, methods, log, keep)
+    w, group_names, names, meta, window = _lab_windows(args)
+    victims = sorted(int(g) for g in np.unique(w.group))
     rng = np.random.default_rng(args.seed)
     parts = []
     for k, held in enumerate(victims):
@@ -323,6 +434,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
         parse_members(args.members)
     except ValueError as exc:
         raise SystemExit(f"--members: {exc}") from exc
+    if getattr(args, "train_on", "lab") != "lab" and args.dataset != "lab":
+        raise SystemExit("--train-on applies to --dataset lab (sim always trains on sim)")
     s = _settings(args)
     with tempfile.TemporaryDirectory() as tmp:
         keep = Path(args.keep or tmp)
@@ -358,6 +471,9 @@ def format_table(result: dict) -> str:
             f"{r['method']:<18} {r['mae']:>7.2f} ± {r['mae_std']:<4.2f} "
             f"{r['mse']:>8.1f} ± {r.get('mse_std', 0):<5.1f} {cov:>9} {wid:>9}"
         )
+        if r.get("by_workload"):
+            each = ", ".join(f"{k} {v:.2f}" for k, v in r["by_workload"].items())
+            lines.append(f"{'':<18} (MAE pp per workload: {each})")
         if r.get("member_mae") and len(r["member_mae"]) > 1:
             alone = ", ".join(f"{k} {v:.2f}" for k, v in r["member_mae"].items())
             lines.append(f"{'':<18} (each member alone, MAE pp: {alone})")
