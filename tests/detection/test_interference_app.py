@@ -135,6 +135,9 @@ def test_interference_pages(fleet, interference_artefact, viewer_client):
     # The interval's promise is stated with the promoted model's own calibration target.
     assert fleet_page.context["coverage"] == 0.9
     assert "contain P in 90 % of the windows of each workload held out" in fleet_page.text
+    # Where the promoted version learnt, and what that means on a real host, is said.
+    assert fleet_page.context["simulated_only"]
+    assert "learnt from simulated fleets only" in fleet_page.text
     node = Node.objects.first()
     page = viewer_client.get(reverse("interference_node", args=[node.name]))
     assert page.status_code == 200 and page.context["heatmap"]["data"][0]["type"] == "heatmap"
@@ -156,6 +159,16 @@ def test_interference_pages(fleet, interference_artefact, viewer_client):
     ]
     assert page.context["widening_pp"] == pytest.approx(100 * widening)
     assert f"{100 * widening:.1f} pp wider on each side" in page.text
+
+
+def test_only_a_version_trained_without_a_dataset_is_called_simulator_trained():
+    from webapp.detection.interference import trained_on_simulator
+    from webapp.detection.models import ModelVersion
+
+    assert not trained_on_simulator(None)
+    sim = ModelVersion(kind="interference", version=1, config={"train": {"seeds": [1, 2]}})
+    lab = ModelVersion(kind="interference", version=2, config={"train": {"dataset": "var/lab"}})
+    assert trained_on_simulator(sim) and not trained_on_simulator(lab)
 
 
 def test_interval_coverage_is_unknown_rather_than_invented(tmp_path):

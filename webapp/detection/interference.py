@@ -57,6 +57,12 @@ def what_if_widening(version: ModelVersion | None) -> float | None:
     return _calibration_value(version, "what_if_extra_margin")
 
 
+def trained_on_simulator(version: ModelVersion | None) -> bool:
+    """Whether ``version`` learnt from simulated fleets only (no exported dataset such as a
+    lab run): its P on a real host is then the simulator's prior (docs/interference.md)."""
+    return version is not None and not version.config.get("train", {}).get("dataset")
+
+
 def _calibration_value(version: ModelVersion | None, key: str) -> float | None:
     if version is None or not version.artefact_path:
         return None

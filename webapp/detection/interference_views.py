@@ -23,6 +23,7 @@ from webapp.detection.interference import (
     ATTRIBUTE_WORST,
     WhatIfError,
     interval_coverage,
+    trained_on_simulator,
     unpredicted,
     what_if,
     what_if_widening,
@@ -78,6 +79,7 @@ def interference(request):
         reverse=reverse,
     )
     nodes = Node.objects.filter(instances__isnull=False).distinct().order_by("name")
+    promoted = versions.promoted(ModelVersion.KIND_INTERFERENCE)
     return render(
         request,
         "detection/interference.html",
@@ -88,7 +90,9 @@ def interference(request):
             "total": len(rows),
             "unpredicted": unpredicted(newest, {r.instance_id for r in rows}),
             "attribute_worst": ATTRIBUTE_WORST,
-            "coverage": interval_coverage(versions.promoted(ModelVersion.KIND_INTERFERENCE)),
+            "coverage": interval_coverage(promoted),
+            "promoted": promoted,
+            "simulated_only": trained_on_simulator(promoted),
         },
     )
 
