@@ -23,6 +23,8 @@
                                              absent=[target instances without samples])
     model.what_if_placement(instance_id, target_node, metrics, node_of, capacities)
                                    -> the same, from id lookups (unknown ids raise WhatIfError)
+    model.unfamiliar_many(victims) -> per victim, why its input is unlike the training
+                                      windows (capacity, missing metrics); [] when it is not
 
 P = performance alone / performance co-located, in [0, 1] (1 = no interference). p_low and
 p_high bound a conformal interval with the coverage stored in ``calibration.json``
@@ -75,6 +77,7 @@ from models.interference.components import build_member
 from models.interference.encoding import FeatureScaler
 from models.interference.features import (
     CAPACITY_KEYS,
+    TOKEN_STATS,
     Windows,
     aggregate,
     counter_columns,
@@ -103,6 +106,25 @@ class VictimInput:
     matrix: np.ndarray  # [T, M]
     neighbours: list[NeighbourInput] = field(default_factory=list)
     capacity: Mapping[str, float] = field(default_factory=dict)
+
+
+UNFAMILIAR_Z = 3.0  # log-capacity standard deviations from the training nodes' mean
+# How each capacity figure reads in an explanation: unit and divisor of the stored value.
+_CAPACITY_UNITS = {
+    "cores": ("cores", 1.0),
+    "mem_gb": ("GB memory", 1.0),
+    "llc_mb": ("MB last-level cache", 1.0),
+    "membw": ("GB/s memory bandwidth", 1e9),
+    "net": ("Gbit/s network", 1.25e8),
+    "disk": ("MB/s disk", 1e6),
+}
+
+
+def _capacity_text(key: str, value: float, unit: bool = True) -> str:
+    name, scale = _CAPACITY_UNITS[key]
+    x = value / scale
+    number = f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+    return f"{number} {name}" if unit else number
 
 
 @dataclass(frozen=True)
@@ -207,6 +229,45 @@ class InterferencePredictor:
         exactly 1 for a victim without neighbours (``calibration.serve_lone``)."""
         out = apply_margin(ensemble_mean(list(members.values())), self.margin)
         return serve_lone(out, without_neighbours(w), self.margin)
+
+    def unfamiliar_many(self, victims: Sequence[VictimInput]) -> list[list[str]]:
+        """Why each victim's P is extrapolation, in words ([] when its input looks like the
+        training windows): node capacity outside what the model learnt from (beyond
+        UNFAMILIAR_Z standard deviations of the training nodes' log capacity), and metrics
+        present in at least 95 % of the training windows that the victim does not send in
+        this window (request metrics, which only services send, are not among them). On the
+        lab host (2 cores, /proc metrics only) a simulator-trained model predicted the
+        simulated fleets' typical slowdown for everyone (docs/interference.md), so such
+        predictions are flagged rather than trusted."""
+        log_mean = self.scaler.context_mean[: len(CAPACITY_KEYS)]
+        log_std = self.scaler.context_std[: len(CAPACITY_KEYS)]
+        always = self.scaler.token_mean[:, TOKEN_STATS.index("v_missing")] < 0.05
+        out = []
+        for v in victims:
+            reasons = []
+            cap = self._capacity(v.capacity)
+            z = (np.log(cap) - log_mean) / log_std
+            far = [
+                f"{_capacity_text(key, cap[k])} (it learnt from about "
+                f"{_capacity_text(key, np.exp(log_mean[k] - 2 * log_std[k]), unit=False)}–"
+                f"{_capacity_text(key, np.exp(log_mean[k] + 2 * log_std[k]), unit=False)})"
+                for k, key in enumerate(CAPACITY_KEYS)
+                if abs(z[k]) > UNFAMILIAR_Z
+            ]
+            if far:
+                reasons.append(f"node capacity unlike the training nodes: {', '.join(far)}")
+            window = self._prepared(v.matrix, f"instance {v.instance_id!r}")
+            seen = (~np.isnan(window)).any(axis=0)
+            absent = [
+                n for n, s, a in zip(self.metric_names, seen, always, strict=True) if a and not s
+            ]
+            if absent:
+                reasons.append(
+                    f"sends no {', '.join(absent)} ({len(absent)} of the {int(always.sum())} "
+                    "metrics every training instance sent)"
+                )
+            out.append(reasons)
+        return out
 
     def attribute(self, victim: VictimInput) -> list[tuple[str, float]]:
         return self.attribute_many([victim])[0]

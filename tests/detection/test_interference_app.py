@@ -65,6 +65,38 @@ def test_a_node_without_full_capacity_is_skipped_not_fatal(fleet, interference_a
     assert not InterferencePrediction.objects.filter(instance=moved).exists()
 
 
+def test_predictions_on_a_host_unlike_the_training_nodes_are_marked_extrapolated(
+    fleet, interference_artefact, viewer_client
+):
+    """A small real host (the lab's 2 cores): the prediction is stored and shown, with why
+    it is extrapolation; predictions on simulated nodes are not marked."""
+    promote_artefact("interference", interference_artefact)
+    small = Node.objects.create(
+        name="small-host", cpu_cores=2, memory_bytes=8 * 2**30, llc_mb=4, membw_gbps=10,
+        net_gbit=1, disk_mbps=80,
+    )  # fmt: skip
+    moved = Instance.objects.filter(node__isnull=False).first()
+    moved.node = small
+    moved.save(update_fields=["node"])
+    predict_fleet(int(time.time() * 1000))
+    on_small = InterferencePrediction.objects.get(instance=moved)
+    assert on_small.unfamiliar and "2 cores" in on_small.unfamiliar[0]
+    assert not InterferencePrediction.objects.exclude(instance=moved).exclude(unfamiliar=[])
+    page = viewer_client.get(reverse("interference"))
+    assert page.context["extrapolated"] == 1 and "1 of the" in page.text
+    assert page.text.count(">extrapolated</abbr>") == 1
+    page = viewer_client.get(reverse("interference_instance", args=[moved.name]))
+    assert 'id="extrapolated"' in page.text and "2 cores" in page.text
+    other = Instance.objects.filter(node__isnull=False).exclude(node=small).first()
+    answer = viewer_client.get(reverse("what_if"), {"instance": other.name, "node": small.name})
+    assert "2 cores" in answer.context["result"]["moved"]["unfamiliar"][0]
+    assert 'id="extrapolated"' in answer.text
+    back = viewer_client.get(
+        reverse("what_if"), {"instance": moved.name, "node": other.node.name}
+    ).context["result"]
+    assert back["moved"]["unfamiliar"] == [] and back["existing"][0]["unfamiliar"] == []
+
+
 def _what_if(client, body, **headers):
     return client.post(
         reverse("what_if_api"), json.dumps(body), content_type="application/json", **headers

@@ -184,6 +184,9 @@ def predict_fleet(now_ms: int | None = None) -> int:
     if not victims:
         return 0
     predictions = predictor.predict(victims)
+    unfamiliar = dict(
+        zip((v.instance_id for v in victims), predictor.unfamiliar_many(victims), strict=True)
+    )
     by_name = {i.name: i for i in instances}
     worst = sorted(predictions, key=lambda p: p.p)[:ATTRIBUTE_WORST]
     victims_by_name = {v.instance_id: v for v in victims}
@@ -208,6 +211,7 @@ def predict_fleet(now_ms: int | None = None) -> int:
                 neighbours=[
                     [name, round(float(gain), 4)] for name, gain in blame.get(p.instance_id, [])[:5]
                 ],
+                unfamiliar=unfamiliar[p.instance_id],
                 model_version=version,
             )
         )
@@ -345,7 +349,7 @@ def what_if(instance_name: str, node_name: str) -> dict:
     version, predictor = versions.load_promoted(ModelVersion.KIND_INTERFERENCE, _load)
     if predictor is None:
         raise WhatIfError("no interference model is promoted yet", "", 409)
-    from models.interference.predictor import NeighbourInput
+    from models.interference.predictor import NeighbourInput, VictimInput
     from models.interference.predictor import WhatIfError as ModelWhatIfError
 
     residents = list(Instance.objects.filter(node=node).select_related("node"))
@@ -377,6 +381,16 @@ def what_if(instance_name: str, node_name: str) -> dict:
     # move's alone (a stored prediction a minute old differs by more than a move often does).
     in_place = predictor.predict(_inputs(predictor, [*residents, *housemates], windows))
     current = {p.instance_id: float(p.p) for p in in_place}
+    on_target = [instance, *(r for r in residents if r.name not in result.absent)]
+    unfamiliar = dict(
+        zip(
+            (i.name for i in on_target),
+            predictor.unfamiliar_many(
+                [VictimInput(i.name, windows[i.pk], [], capacity) for i in on_target]
+            ),
+            strict=True,
+        )
+    )
 
     def row(prediction, name):
         p_now = current.get(name)
@@ -387,6 +401,7 @@ def what_if(instance_name: str, node_name: str) -> dict:
             "p_high": round(float(prediction.p_high), 4),
             "p_now": None if p_now is None else round(p_now, 4),
             "change": None if p_now is None else round(float(prediction.p) - p_now, 4),
+            "unfamiliar": unfamiliar.get(name, []),
         }
 
     return {

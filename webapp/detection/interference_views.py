@@ -93,6 +93,7 @@ def interference(request):
             "coverage": interval_coverage(promoted),
             "promoted": promoted,
             "simulated_only": trained_on_simulator(promoted),
+            "extrapolated": sum(1 for r in rows if r.unfamiliar),
         },
     )
 

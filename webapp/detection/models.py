@@ -120,6 +120,11 @@ class InterferencePrediction(models.Model):
     p_low = models.FloatField()
     p_high = models.FloatField()
     neighbours = models.JSONField(default=list, blank=True, help_text="[[instance, gain in P]]")
+    unfamiliar = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="why this P is extrapolation: capacity or missing metrics unlike training",
+    )
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
 
     class Meta:

@@ -83,6 +83,23 @@ def test_a_neighbour_for_part_of_the_window_still_counts(model, sim_windows):
     assert raw[0, 0] < 1.0 and model.predict([partly])[0].p == raw[0, 0]
 
 
+def test_input_unlike_the_training_windows_is_named(model, sim_windows):
+    from models.interference.features import CAPACITY_KEYS
+
+    w = sim_windows
+    own = dict(zip(CAPACITY_KEYS, w.capacity[0].tolist(), strict=True))
+    usual = VictimInput("v", w.victim[0], [], own)
+    assert model.unfamiliar_many([usual]) == [[]]
+    tiny = {**own, "cores": 2.0}
+    (reasons,) = model.unfamiliar_many([VictimInput("v", w.victim[0], [], tiny)])
+    assert len(reasons) == 1 and reasons[0].startswith("node capacity unlike the training")
+    assert "2 cores (it learnt from about" in reasons[0]
+    blind = w.victim[0].copy()
+    blind[:, model.metric_names.index("vm_ipc")] = np.nan  # a host without perf counters
+    (reasons,) = model.unfamiliar_many([VictimInput("v", blind, [], own)])
+    assert len(reasons) == 1 and reasons[0].startswith("sends no vm_ipc (1 of the ")
+
+
 def test_predict_rejects_bad_inputs(model, sim_windows):
     v = _victim(sim_windows, 0)
     with pytest.raises(ValueError, match="matrix"):
