@@ -25,6 +25,23 @@ if TYPE_CHECKING:
     from ingest.simulator import Simulator
 
 CAPACITY_KEYS: tuple[str, ...] = ("cores", "mem_gb", "llc_mb", "membw", "net", "disk")
+
+
+@dataclass(frozen=True)
+class CapacityUnit:
+    label: str  # what the figure is
+    unit: str  # the unit people state it in
+    factor: float  # stated value * factor = the model's unit (bytes/s for bandwidths, GB = 1e9)
+
+
+CAPACITY_UNITS: dict[str, CapacityUnit] = {
+    "cores": CapacityUnit("CPU cores", "", 1.0),
+    "mem_gb": CapacityUnit("Memory", "GB", 1.0),
+    "llc_mb": CapacityUnit("Last-level cache", "MB", 1.0),
+    "membw": CapacityUnit("Memory bandwidth", "GB/s", 1e9),
+    "net": CapacityUnit("Network", "Gbit/s", 1e9 / 8),
+    "disk": CapacityUnit("Disk bandwidth", "MB/s", 1e6),
+}
 # (metric, capacity key) pairs whose neighbour sum divided by capacity is a resource pressure.
 PRESSURE_PAIRS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("vm_memory_bandwidth_bytes_per_second",), "membw"),

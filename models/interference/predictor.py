@@ -77,6 +77,7 @@ from models.interference.components import build_member
 from models.interference.encoding import FeatureScaler
 from models.interference.features import (
     CAPACITY_KEYS,
+    CAPACITY_UNITS,
     TOKEN_STATS,
     Windows,
     aggregate,
@@ -109,22 +110,18 @@ class VictimInput:
 
 
 UNFAMILIAR_Z = 3.0  # log-capacity standard deviations from the training nodes' mean
-# How each capacity figure reads in an explanation: unit and divisor of the stored value.
-_CAPACITY_UNITS = {
-    "cores": ("cores", 1.0),
-    "mem_gb": ("GB memory", 1.0),
-    "llc_mb": ("MB last-level cache", 1.0),
-    "membw": ("GB/s memory bandwidth", 1e9),
-    "net": ("Gbit/s network", 1.25e8),
-    "disk": ("MB/s disk", 1e6),
-}
 
 
-def _capacity_text(key: str, value: float, unit: bool = True) -> str:
-    name, scale = _CAPACITY_UNITS[key]
-    x = value / scale
-    number = f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
-    return f"{number} {name}" if unit else number
+def _stated(key: str, value: float) -> str:
+    """A capacity figure in the model's unit as a number in the unit people state it in."""
+    x = value / CAPACITY_UNITS[key].factor
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _figure(key: str, value: float) -> str:
+    """ "Memory 8 GB": what the capacity figure is, its number and unit."""
+    unit = CAPACITY_UNITS[key]
+    return f"{unit.label} {_stated(key, value)} {unit.unit}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -242,15 +239,15 @@ class InterferencePredictor:
         log_mean = self.scaler.context_mean[: len(CAPACITY_KEYS)]
         log_std = self.scaler.context_std[: len(CAPACITY_KEYS)]
         always = self.scaler.token_mean[:, TOKEN_STATS.index("v_missing")] < 0.05
+        lo, hi = np.exp(log_mean + np.array([[-2.0], [2.0]]) * log_std)  # the range to quote
         out = []
         for v in victims:
             reasons = []
             cap = self._capacity(v.capacity)
             z = (np.log(cap) - log_mean) / log_std
             far = [
-                f"{_capacity_text(key, cap[k])} (it learnt from about "
-                f"{_capacity_text(key, np.exp(log_mean[k] - 2 * log_std[k]), unit=False)}–"
-                f"{_capacity_text(key, np.exp(log_mean[k] + 2 * log_std[k]), unit=False)})"
+                f"{_figure(key, cap[k])} (it learnt from about "
+                f"{_stated(key, lo[k])}–{_stated(key, hi[k])})"
                 for k, key in enumerate(CAPACITY_KEYS)
                 if abs(z[k]) > UNFAMILIAR_Z
             ]

@@ -80,16 +80,16 @@ def test_predictions_on_a_host_unlike_the_training_nodes_are_marked_extrapolated
     moved.save(update_fields=["node"])
     predict_fleet(int(time.time() * 1000))
     on_small = InterferencePrediction.objects.get(instance=moved)
-    assert on_small.unfamiliar and "2 cores" in on_small.unfamiliar[0]
+    assert on_small.unfamiliar and "CPU cores 2" in on_small.unfamiliar[0]
     assert not InterferencePrediction.objects.exclude(instance=moved).exclude(unfamiliar=[])
     page = viewer_client.get(reverse("interference"))
     assert page.context["extrapolated"] == 1 and "1 of the" in page.text
     assert page.text.count(">extrapolated</abbr>") == 1
     page = viewer_client.get(reverse("interference_instance", args=[moved.name]))
-    assert 'id="extrapolated"' in page.text and "2 cores" in page.text
+    assert 'id="extrapolated"' in page.text and "CPU cores 2" in page.text
     other = Instance.objects.filter(node__isnull=False).exclude(node=small).first()
     answer = viewer_client.get(reverse("what_if"), {"instance": other.name, "node": small.name})
-    assert "2 cores" in answer.context["result"]["moved"]["unfamiliar"][0]
+    assert "CPU cores 2" in answer.context["result"]["moved"]["unfamiliar"][0]
     assert 'id="extrapolated"' in answer.text
     back = viewer_client.get(
         reverse("what_if"), {"instance": moved.name, "node": other.node.name}

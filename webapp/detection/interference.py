@@ -14,7 +14,7 @@ from django.db.models import Max, Q
 
 from ingest.types import MetricBatch, SeriesSamples
 from models.interference.calibration import read_calibration
-from models.interference.features import CAPACITY_KEYS
+from models.interference.features import CAPACITY_KEYS, CAPACITY_UNITS
 from webapp.detection import versions
 from webapp.detection.models import InterferencePrediction, ModelVersion
 from webapp.detection.windows import metric_windows
@@ -72,18 +72,22 @@ def _calibration_value(version: ModelVersion | None, key: str) -> float | None:
         return None
 
 
-# Each capacity feature the model reads: what it is, the hardware generation's attribute
-# and the Node field that state it in the same unit (an admin's value wins), that unit, and
-# the factor to the model's unit (bytes, with GB = 1e9 as in ingest.simulator.fleet).
-# Memory is stated in GB; Node keeps bytes.
-CAPACITY_FIGURES = (
-    ("cores", "CPU cores", "cores", "cpu_cores", "", 1.0),
-    ("mem_gb", "Memory", "mem_gb", "memory_gb", "GB", 1.0),
-    ("llc_mb", "Last-level cache", "llc_mb", "llc_mb", "MB", 1.0),
-    ("membw", "Memory bandwidth", "membw_gbps", "membw_gbps", "GB/s", 1e9),
-    ("net", "Network", "net_gbit", "net_gbit", "Gbit/s", 1e9 / 8),
-    ("disk", "Disk bandwidth", "disk_mbps", "disk_mbps", "MB/s", 1e6),
-)
+# Each capacity feature the model reads: what it is and the unit it is stated in
+# (models.interference.features.CAPACITY_UNITS, which also converts it to the model's unit),
+# and the hardware generation's attribute and the Node field that state it in that unit (an
+# admin's value wins). Memory is stated in GB; Node keeps bytes.
+CAPACITY_FIGURES = tuple(
+    (key, CAPACITY_UNITS[key].label, attribute, field, CAPACITY_UNITS[key].unit,
+     CAPACITY_UNITS[key].factor)
+    for key, attribute, field in (
+        ("cores", "cores", "cpu_cores"),
+        ("mem_gb", "mem_gb", "memory_gb"),
+        ("llc_mb", "llc_mb", "llc_mb"),
+        ("membw", "membw_gbps", "membw_gbps"),
+        ("net", "net_gbit", "net_gbit"),
+        ("disk", "disk_mbps", "disk_mbps"),
+    )
+)  # fmt: skip
 
 
 def stated_capacity(node: Node) -> dict[str, float]:

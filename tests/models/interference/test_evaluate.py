@@ -131,9 +131,19 @@ def test_transfer_protocol_trains_on_the_simulator_only_and_scores_each_lab_vict
     small = ["--nodes", "6", "--instances", "48", "--hours", "3", "--threads", "1"]
     args = parser.parse_args(
         ["--dataset", "lab", "--path", str(lab), "--train-on", "sim", "--quick",
-         "--methods", "telltale,random_forest,mean,no_interference", *small]
+         "--methods", "telltale,random_forest,mean,no_interference", "--keep",
+         str(tmp_path / "kept"), *small]
     )  # fmt: skip
     result = run(args, log=lambda _: None)
+    # The simulated training windows lack what the lab cannot measure, as the lab's do.
+    from models.interference.features import TOKEN_STATS
+    from models.interference.predictor import InterferencePredictor
+
+    scaler = InterferencePredictor.load(tmp_path / "kept" / "sim").scaler
+    missing = dict(
+        zip(scaler.metric_names, scaler.token_mean[:, TOKEN_STATS.index("v_missing")], strict=True)
+    )
+    assert missing["vm_ipc"] == 1.0 and missing["vm_cpu_utilization_ratio"] == 0.0
     protocol, (part,) = result["protocol"], result["partitions"]
     assert protocol["metrics_measured"] == [
         "vm_cpu_utilization_ratio",

@@ -93,7 +93,7 @@ def test_input_unlike_the_training_windows_is_named(model, sim_windows):
     tiny = {**own, "cores": 2.0}
     (reasons,) = model.unfamiliar_many([VictimInput("v", w.victim[0], [], tiny)])
     assert len(reasons) == 1 and reasons[0].startswith("node capacity unlike the training")
-    assert "2 cores (it learnt from about" in reasons[0]
+    assert "CPU cores 2 (it learnt from about" in reasons[0]
     blind = w.victim[0].copy()
     blind[:, model.metric_names.index("vm_ipc")] = np.nan  # a host without perf counters
     (reasons,) = model.unfamiliar_many([VictimInput("v", blind, [], own)])
