@@ -7,9 +7,9 @@ Without ``--artefact`` it first trains the default model (``TrainConfig()``: one
 day of 50 nodes / 400 instances, simulation and windowing included; target under 600 s).
 Then it simulates a fleet with ``--victims`` instances, builds one ``VictimInput`` per
 instance from the last ``window_steps`` steps (its own metrics, its co-located neighbours'
-metrics and its node's capacity, as the app would), and times ``predict`` on all of them
-plus ``attribute_many`` (leave-one-out) on the ``--worst`` with the lowest predicted P
-(target under 5 s on 2 cores).
+metrics and its node's capacity, as the app would), and times ``predict`` and
+``unfamiliar_many`` (why a P is extrapolation) on all of them plus ``attribute_many``
+(leave-one-out) on the ``--worst`` with the lowest predicted P (target under 5 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ def main() -> None:
         began = time.perf_counter()
         preds = model.predict(victims)
         predicted = time.perf_counter()
+        unfamiliar = model.unfamiliar_many(victims)  # the app stores why P extrapolates
+        checked = time.perf_counter()
         worst = np.argsort([p.p for p in preds])[: args.worst]
         gains = model.attribute_many([victims[i] for i in worst])
         done = time.perf_counter()
@@ -106,7 +108,9 @@ def main() -> None:
             "predict_seconds": round(predicted - began, 3),
             "attributed": len(gains),
             "attribution_forwards": int(sum(len(g) for g in gains)),
-            "attribute_seconds": round(done - predicted, 3),
+            "unfamiliar_seconds": round(checked - predicted, 3),
+            "extrapolated": sum(1 for u in unfamiliar if u),
+            "attribute_seconds": round(done - checked, 3),
             "total_seconds": round(done - began, 3),
             "target_seconds": 5,
             "mae_pp_new_fleet_all_workloads": round(float(100 * np.abs(p - truth).mean()), 2),
