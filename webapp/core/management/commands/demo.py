@@ -27,7 +27,6 @@ DEMO_TOKEN_NAME = "demo-feed"  # noqa: S105 - a name, not a secret
 # The demo fleet: small enough for SQLite on two cores, big enough to have neighbours,
 # scenarios and deceptive normals every hour.
 DEMO_FLEET = {"seed": 7, "nodes": 8, "hours": 24 * 30, "node_fault_rate": 2.0}
-BACKFILL_HOURS = 6
 
 
 class Command(BaseCommand):
@@ -110,7 +109,7 @@ class Command(BaseCommand):
             or config.get("node_fault_rate") != DEMO_FLEET["node_fault_rate"]
             or now > config["start"] + config["hours"] * 3600 - 3600
         ):
-            start = (now - BACKFILL_HOURS * 3600) // 3600 * 3600
+            start = (now - settings.TELLTALE_DEMO_HISTORY_HOURS * 3600) // 3600 * 3600
             config = {**DEMO_FLEET, "start": start}
             config_file.write_text(json.dumps(config))
             resume_file.unlink(missing_ok=True)
