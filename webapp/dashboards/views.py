@@ -257,12 +257,15 @@ def node_detail(request, name: str):
 
 def _capacity_rows(node: Node) -> list[tuple[str, str]]:
     """(what, value or "unknown") of the capacity the interference model reads."""
-    from webapp.detection.interference import CAPACITY_FIGURES, stated_capacity
+    from models.interference.features import CAPACITY_UNITS
+    from webapp.detection.interference import stated_capacity
 
-    stated = stated_capacity(node)
     return [
-        (what, f"{stated[key]:g} {unit}".strip() if stated[key] == stated[key] else "unknown")
-        for key, what, _, _, unit, _ in CAPACITY_FIGURES
+        (
+            CAPACITY_UNITS[key].label,
+            f"{value:g} {CAPACITY_UNITS[key].unit}".strip() if value == value else "unknown",
+        )
+        for key, value in stated_capacity(node).items()
     ]
 
 

@@ -72,35 +72,32 @@ def _calibration_value(version: ModelVersion | None, key: str) -> float | None:
         return None
 
 
-# Each capacity feature the model reads: what it is and the unit it is stated in
-# (models.interference.features.CAPACITY_UNITS, which also converts it to the model's unit),
-# and the hardware generation's attribute and the Node field that state it in that unit (an
-# admin's value wins). Memory is stated in GB; Node keeps bytes.
-CAPACITY_FIGURES = tuple(
-    (key, CAPACITY_UNITS[key].label, attribute, field, CAPACITY_UNITS[key].unit,
-     CAPACITY_UNITS[key].factor)
-    for key, attribute, field in (
-        ("cores", "cores", "cpu_cores"),
-        ("mem_gb", "mem_gb", "memory_gb"),
-        ("llc_mb", "llc_mb", "llc_mb"),
-        ("membw", "membw_gbps", "membw_gbps"),
-        ("net", "net_gbit", "net_gbit"),
-        ("disk", "disk_mbps", "disk_mbps"),
-    )
-)  # fmt: skip
+# Where each capacity feature the model reads is stated, in the unit of
+# models.interference.features.CAPACITY_UNITS (which names it and converts it to the model's
+# unit): the hardware generation's attribute, and the Node field an admin sets (which wins).
+# Memory is stated in GB; Node keeps bytes.
+CAPACITY_SOURCES = {
+    "cores": ("cores", "cpu_cores"),
+    "mem_gb": ("mem_gb", "memory_gb"),
+    "llc_mb": ("llc_mb", "llc_mb"),
+    "membw": ("membw_gbps", "membw_gbps"),
+    "net": ("net_gbit", "net_gbit"),
+    "disk": ("disk_mbps", "disk_mbps"),
+}
 
 
 def stated_capacity(node: Node) -> dict[str, float]:
-    """The node's capacity in the units people state it in (``CAPACITY_FIGURES``): what an
+    """The node's capacity in the units people state it in (``CAPACITY_UNITS``): what an
     admin set on the node's page, else its hardware generation's figure, else NaN."""
     from ingest.simulator.fleet import GENERATIONS
 
     generation = next((g for g in GENERATIONS if g.name == node.hardware), None)
-    own = {field: getattr(node, field, None) for *_, field, _, _ in CAPACITY_FIGURES}
-    own["memory_gb"] = node.memory_bytes / 2**30 if node.memory_bytes else None
     out = {}
-    for key, _, attribute, field, _, _ in CAPACITY_FIGURES:
-        value = own[field]
+    for key, (attribute, field) in CAPACITY_SOURCES.items():
+        if field == "memory_gb":
+            value = node.memory_bytes / 2**30 if node.memory_bytes else None
+        else:
+            value = getattr(node, field)
         if value is None and generation is not None:
             value = getattr(generation, attribute)
         out[key] = np.nan if value is None else float(value)
@@ -110,8 +107,7 @@ def stated_capacity(node: Node) -> dict[str, float]:
 def node_capacity(node: Node) -> dict:
     """The capacity features the model was trained with, in its units (cores, GB, MB of
     last-level cache, bytes/s of memory, network and disk bandwidth); NaN where unknown."""
-    stated = stated_capacity(node)
-    return {key: stated[key] * factor for key, *_, factor in CAPACITY_FIGURES}
+    return {key: value * CAPACITY_UNITS[key].factor for key, value in stated_capacity(node).items()}
 
 
 def missing_capacity(capacity: dict) -> list[str]:
@@ -122,11 +118,6 @@ def missing_capacity(capacity: dict) -> list[str]:
         if not (np.isfinite(value) and value > 0):
             missing.append(key)
     return missing
-
-
-def capacity_known(capacity: dict) -> bool:
-    """Whether every capacity feature the model reads is a positive number."""
-    return not missing_capacity(capacity)
 
 
 def _windows(predictor, instances: list[Instance], end_ms: int) -> dict:
@@ -148,10 +139,10 @@ def _inputs(predictor, instances: list[Instance], windows: dict):
     by_node: dict[int, list[Instance]] = defaultdict(list)
     for instance in instances:
         by_node[instance.node_id].append(instance)
-    capacities = {n.pk: node_capacity(n) for n in Node.objects.filter(pk__in=by_node)}
     victims = []
     for node_id, placed in by_node.items():
-        if not capacity_known(capacities[node_id]):
+        capacity = node_capacity(placed[0].node)  # instances come with their node
+        if missing_capacity(capacity):
             # The model needs the node's full capacity; a node that lacks it is skipped
             # instead of failing the whole fleet's prediction.
             log.info("interference: node %s has no full capacity; skipped", node_id)
@@ -165,9 +156,7 @@ def _inputs(predictor, instances: list[Instance], windows: dict):
                 for other in members
                 if other.pk != victim.pk
             ]
-            victims.append(
-                VictimInput(victim.name, windows[victim.pk], neighbours, capacities[node_id])
-            )
+            victims.append(VictimInput(victim.name, windows[victim.pk], neighbours, capacity))
     return victims
 
 

@@ -223,7 +223,6 @@ def promote(version: ModelVersion, actor=None, reason: str = "") -> ModelVersion
     return version
 
 
-@transaction.atomic
 def rollback_target(kind: str) -> ModelVersion | None:
     """The version a rollback of ``kind`` would promote: the most recently retired one."""
     return (
@@ -235,6 +234,7 @@ def rollback_target(kind: str) -> ModelVersion | None:
     )
 
 
+@transaction.atomic
 def rollback(kind: str, actor=None) -> ModelVersion:
     """Re-promote the most recently retired version of ``kind``."""
     previous = rollback_target(kind)
