@@ -124,3 +124,25 @@ def test_charts_downsample_keeping_extremes():
     )
     go.Figure(figure)
     assert len(figure["data"][0]["x"]) <= charts.MAX_POINTS_PER_LINE
+
+
+def test_a_nodes_page_says_which_model_inputs_it_sends_and_which_are_derived(viewer_client, store):
+    labels = {"instance": "db1.example:9100", "job": "node"}
+    points = [(NOW - 60_000 + i * 15_000, 1e9 * (i + 1)) for i in range(4)]
+    series = [
+        series_samples("host_load1", labels, points),
+        series_samples("node_memory_MemAvailable_bytes", labels, points),
+        series_samples("node_memory_MemTotal_bytes", labels, points),
+        # Only one of the two series the CPU needs: not derivable.
+        series_samples("node_cpu_seconds_total", {**labels, "cpu": "0", "mode": "idle"}, points),
+    ]
+    writer.write_metrics(MetricBatch(series=series), source="test", client="t")
+    response = viewer_client.get(reverse("node_detail", args=["db1.example"]))
+    inputs = response.context["model_inputs"]
+    assert [r.metric for r in inputs["stated"]] == ["host_load1"]
+    assert [(r.metric, r.origin) for r in inputs["derived"]] == [
+        ("host_memory_utilization_ratio", "node_exporter")
+    ]
+    assert "host_cpu_utilization_ratio" in {r.metric for r in inputs["missing"]}
+    body = response.content.decode()
+    assert "1 of 17 sent under the models' names, 1 derived from node_exporter series" in body

@@ -256,3 +256,38 @@ def test_an_anomalys_page_links_to_its_incident(viewer_client, anomaly_artefact,
     incident = page.context["incident"]
     assert incident is not None
     assert f'href="{reverse("incident_detail", args=[incident.pk])}"' in page.text
+
+
+def test_a_node_that_sends_only_node_exporter_series_is_scored(store, anomaly_artefact):
+    """Pointed at Telltale with nothing but node_exporter, a node is scored on the host
+    metrics derived from it, not skipped as a target without data."""
+    from ingest.types import MetricBatch
+    from tests.conftest import series_samples
+    from webapp.telemetry import writer
+
+    promote_artefact("anomaly", anomaly_artefact)
+    now_ms = int(time.time() * 1000)
+    scrapes = range(now_ms - 3_600_000, now_ms, 15_000)
+    labels = {"instance": "db1.example:9100", "job": "node"}
+    series = [
+        series_samples(
+            "node_cpu_seconds_total",
+            {**labels, "cpu": "0", "mode": mode},
+            [(t, share * t / 1000) for t in scrapes],
+        )
+        for mode, share in (("idle", 0.6), ("iowait", 0.02), ("steal", 0.0))
+    ]
+    series += [
+        series_samples(name, labels, [(t, value) for t in scrapes])
+        for name, value in (
+            ("node_memory_MemAvailable_bytes", 3e9),
+            ("node_memory_MemTotal_bytes", 8e9),
+            ("node_load1", 0.8),
+        )
+    ]
+    writer.write_metrics(MetricBatch(series=series), source="remote_write", client="t")
+    ingest_stats.flush()
+    counts = scoring.score_fleet(now_ms)
+    assert counts["without_data"] == 0 and counts["scored"] == 1
+    (score,) = query.select("telltale_anomaly_score")
+    assert score.labels == {"level": "host", "node": "db1.example"}

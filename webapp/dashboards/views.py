@@ -238,6 +238,7 @@ def node_detail(request, name: str):
             "annotate_node": node.name,
             "can_annotate": roles.has_role(request.user, roles.OPERATOR),
             "capacity": _capacity_rows(node),
+            "model_inputs": SimpleLazyObject(lambda: _model_inputs("host", node.pk)),
             "capacity_form": NodeCapacityForm(
                 initial={
                     "cpu_cores": node.cpu_cores,
@@ -267,6 +268,22 @@ def _capacity_rows(node: Node) -> list[tuple[str, str]]:
         )
         for key, value in stated_capacity(node).items()
     ]
+
+
+INPUT_SOURCES = ("stated", "derived", "missing")
+
+
+def _model_inputs(level: str, target_id: int) -> dict:
+    """The metrics the models read for this target, by how it provides them."""
+    from webapp.detection.windows import model_inputs
+
+    rows = model_inputs(level, target_id)
+    by_source = {source: [r for r in rows if r.source == source] for source in INPUT_SOURCES}
+    return {
+        "rows": rows,
+        **by_source,
+        "origins": sorted({r.origin for r in by_source["derived"]}),
+    }
 
 
 @roles.require_role(roles.ADMIN)
@@ -313,6 +330,7 @@ def instance_detail(request, name: str):
             "cases": cases,
             "notes": notes,
             "annotate_instance": instance.name,
+            "model_inputs": SimpleLazyObject(lambda: _model_inputs("vm", instance.pk)),
             "can_annotate": roles.has_role(request.user, roles.OPERATOR),
             **panelcache.page_context(request, tr, topics=("annotations",)),
         },

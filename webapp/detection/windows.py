@@ -4,9 +4,11 @@ regular time grid, read from the store in one pass for the whole fleet."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
+from webapp.telemetry import derived
 from webapp.telemetry.models import Series
 from webapp.telemetry.store import get_store
 
@@ -28,28 +30,35 @@ def metric_windows(
     """{target id: float32 [steps, len(metric_names)]} for instances (``level="vm"``) or
     nodes (``"host"``). At each grid time the newest sample of the previous step is used;
     NaN where none. A target with several series of one metric (e.g. its node label
-    changed after a migration) gets their mean."""
+    changed after a migration) gets their mean. A metric the target does not send under the
+    model's name is derived from the exporter series it does send, where it can be."""
     if not target_ids:
         return {}
     field = "instance_id" if level == "vm" else "node_id"
-    qs = Series.objects.filter(**{f"{field}__in": target_ids, "metric__in": metric_names})
+    derivations = derived.derivations_for(metric_names)
+    qs = Series.objects.filter(
+        **{f"{field}__in": target_ids},
+        metric__in=[*metric_names, *derived.source_metrics(derivations)],
+    )
     if level != "vm":
         qs = qs.filter(instance__isnull=True)
     columns = {name: i for i, name in enumerate(metric_names)}
     owners: dict[int, tuple[int, int]] = {}
-    for sid, target, metric in qs.values_list("id", field, "metric"):
-        owners[sid] = (target, columns[metric])
+    sources: dict[int, tuple[int, str, dict]] = {}
+    for sid, target, metric, labels in qs.values_list("id", field, "metric", "labels"):
+        if metric in columns:
+            owners[sid] = (target, columns[metric])
+        else:
+            sources[sid] = (target, metric, labels or {})
     times = grid(end_ms, steps, step_ms)
-    data = get_store().read_raw(list(owners), int(times[0]) - step_ms + 1, int(times[-1]) + 1)
-    sums: dict[int, np.ndarray] = defaultdict(lambda: np.zeros((steps, len(metric_names))))
-    counts: dict[int, np.ndarray] = defaultdict(lambda: np.zeros((steps, len(metric_names))))
+    start_ms = int(times[0]) - step_ms + 1
+    data = get_store().read_raw(list(owners), start_ms, int(times[-1]) + 1)
+    shape = (steps, len(metric_names))
+    sums: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(shape))
+    counts: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(shape))
     for sid, (ts, values) in data.items():
         target, column = owners[sid]
-        idx = np.searchsorted(ts, times, side="right") - 1
-        ok = idx >= 0
-        safe = np.where(ok, idx, 0)
-        ok &= ts[safe] > times - step_ms
-        picked = np.where(ok, values[safe], np.nan)
+        picked = derived.newest_in_step(ts, values, times, step_ms)
         finite = np.isfinite(picked)
         sums[target][finite, column] += picked[finite]
         counts[target][finite, column] += 1
@@ -59,6 +68,83 @@ def metric_windows(
             out[target] = (
                 (sums[target] / counts[target]).astype(np.float32)
                 if target in sums
-                else np.full((steps, len(metric_names)), np.nan, np.float32)
+                else np.full(shape, np.nan, np.float32)
             )
+    stated = {owner for owner in owners.values()}
+    _fill_derived(out, sources, stated, derivations, columns, times, step_ms)
+    return out
+
+
+def _fill_derived(out, sources, stated, derivations, columns, times, step_ms) -> None:
+    """Fill each target's metrics that it does not state from the exporters' series it
+    sends (``webapp.telemetry.derived``); the first derivation whose sources exist wins."""
+    if not sources:
+        return
+    data = get_store().read_raw(
+        list(sources),
+        int(times[0]) - step_ms + 1 - derived.RATE_LOOKBACK_MS,
+        int(times[-1]) + 1,
+    )
+    by_target: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for sid, (ts, values) in data.items():
+        target, metric, labels = sources[sid]
+        by_target[target][metric].append((labels, ts, values))
+    for target, series in by_target.items():
+        for metric, candidates in derivations.items():
+            column = columns[metric]
+            if (target, column) in stated:
+                continue
+            for derivation in candidates:
+                values = derived.derive(derivation, series, times, step_ms)
+                if values is not None:
+                    out[target][:, column] = values.astype(np.float32)
+                    break
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    metric: str
+    source: str  # "stated" (sent under the model's name) | "derived" | "missing"
+    origin: str = ""  # for a derived one: what its series come from
+
+
+def model_inputs(
+    level: str, target_id: int, metric_names: list[str] | None = None
+) -> list[ModelInput]:
+    """How a target provides each metric the models read (by default the catalogue they are
+    trained on): as stated, derived from exporter series it sends (the first derivation
+    whose series all exist, as ``metric_windows`` tries them), or not at all. Reads series,
+    not samples."""
+    if metric_names is None:
+        from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
+
+        metric_names = list(VM_METRIC_NAMES if level == "vm" else HOST_METRIC_NAMES)
+    field = "instance_id" if level == "vm" else "node_id"
+    derivations = derived.derivations_for(metric_names)
+    qs = Series.objects.filter(
+        **{field: target_id}, metric__in=[*metric_names, *derived.source_metrics(derivations)]
+    )
+    if level != "vm":
+        qs = qs.filter(instance__isnull=True)
+    sent: dict[str, list[dict]] = defaultdict(list)
+    for metric, labels in qs.values_list("metric", "labels"):
+        sent[metric].append(labels or {})
+    out = []
+    for metric in metric_names:
+        if metric in sent:
+            out.append(ModelInput(metric, "stated"))
+            continue
+        usable = next(
+            (
+                d
+                for d in derivations.get(metric, ())
+                if all(any(s.matches(labels) for labels in sent[s.metric]) for s in d.sources)
+            ),
+            None,
+        )
+        out.append(
+            ModelInput(metric, "derived", usable.origin)
+            if usable
+            else ModelInput(metric, "missing")
+        )
     return out

@@ -1,0 +1,156 @@
+"""Model windows read from the store: metrics as stated, or derived from the series that
+node_exporter sends when a target does not state them."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from ingest import scraper
+from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
+from ingest.types import MetricBatch
+from tests.conftest import series_samples
+from tests.support.servers import free_port, running
+from webapp.detection.windows import metric_windows
+from webapp.telemetry import writer
+from webapp.telemetry.models import Instance, Node, ScrapeTarget
+
+STEP = 15_000
+STEPS = 20
+END = (int(time.time() * 1000) // STEP) * STEP
+SCRAPES = [END - STEP * k - 3_000 for k in range(STEPS + 4)][::-1]
+
+
+def _counter(metric, labels, per_second):
+    return series_samples(metric, labels, [(t, per_second * t / 1000.0) for t in SCRAPES])
+
+
+def _gauge(metric, labels, value):
+    return series_samples(metric, labels, [(t, value) for t in SCRAPES])
+
+
+def _node_exporter(labels, idle, steal=0.0):
+    """What node_exporter on a two-CPU machine exposes, as remote_write sends it."""
+    out = []
+    for cpu in ("0", "1"):
+        for mode, share in (("idle", idle), ("iowait", 0.05), ("steal", steal)):
+            out.append(
+                _counter("node_cpu_seconds_total", {**labels, "cpu": cpu, "mode": mode}, share)
+            )
+    out += [
+        _gauge("node_memory_MemAvailable_bytes", labels, 2e9),
+        _gauge("node_memory_MemTotal_bytes", labels, 8e9),
+        _gauge("node_load1", labels, 1.25),
+        _counter("node_network_receive_bytes_total", {**labels, "device": "eth0"}, 2e6),
+        _counter("node_network_receive_bytes_total", {**labels, "device": "lo"}, 9e9),
+    ]
+    return out
+
+
+def _write(series):
+    writer.write_metrics(MetricBatch(series=series), source="remote_write", client="t")
+
+
+def _column(matrix, names, metric):
+    return matrix[:, list(names).index(metric)]
+
+
+def test_a_node_exporter_node_gets_the_host_metrics_the_models_read(store):
+    _write(_node_exporter({"node": "n1"}, idle=0.7))
+    node = Node.objects.get(name="n1")
+    (matrix,) = metric_windows(
+        "host", [node.pk], list(HOST_METRIC_NAMES), END, STEPS, STEP
+    ).values()
+    assert matrix.shape == (STEPS, len(HOST_METRIC_NAMES))
+    np.testing.assert_allclose(
+        _column(matrix, HOST_METRIC_NAMES, "host_cpu_utilization_ratio"), 0.25, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        _column(matrix, HOST_METRIC_NAMES, "host_memory_utilization_ratio"), 0.75
+    )
+    np.testing.assert_allclose(_column(matrix, HOST_METRIC_NAMES, "host_load1"), 1.25)
+    np.testing.assert_allclose(
+        _column(matrix, HOST_METRIC_NAMES, "host_network_receive_bytes_per_second"), 2e6, rtol=1e-5
+    )
+    # Nothing node_exporter sends here says what the ECC counters are: still missing.
+    assert np.isnan(_column(matrix, HOST_METRIC_NAMES, "host_ecc_errors_total")).all()
+
+
+def test_node_exporter_inside_a_vm_gives_the_instance_its_steal(store):
+    _write(_node_exporter({"node": "n1", "vm": "vm-1"}, idle=0.5, steal=0.2))
+    vm = Instance.objects.get(name="vm-1")
+    (matrix,) = metric_windows("vm", [vm.pk], list(VM_METRIC_NAMES), END, STEPS, STEP).values()
+    np.testing.assert_allclose(
+        _column(matrix, VM_METRIC_NAMES, "vm_cpu_steal_ratio"), 0.2, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        _column(matrix, VM_METRIC_NAMES, "vm_cpu_utilization_ratio"), 0.45, rtol=1e-5
+    )
+    # The VM's series are the VM's: its node has no host-level metrics from them.
+    node = Node.objects.get(name="n1")
+    (host,) = metric_windows("host", [node.pk], list(HOST_METRIC_NAMES), END, STEPS, STEP).values()
+    assert np.isnan(host).all()
+
+
+def test_a_metric_stated_under_the_models_name_is_used_as_stated(store):
+    labels = {"node": "n2"}
+    _write([*_node_exporter(labels, idle=0.7), _gauge("host_cpu_utilization_ratio", labels, 0.9)])
+    node = Node.objects.get(name="n2")
+    (matrix,) = metric_windows(
+        "host", [node.pk], list(HOST_METRIC_NAMES), END, STEPS, STEP
+    ).values()
+    np.testing.assert_allclose(
+        _column(matrix, HOST_METRIC_NAMES, "host_cpu_utilization_ratio"), 0.9
+    )
+    np.testing.assert_allclose(
+        _column(matrix, HOST_METRIC_NAMES, "host_memory_utilization_ratio"), 0.75
+    )
+
+
+def test_the_agents_disk_busy_name_fills_the_models(store):
+    _write([_gauge("host_disk_io_time_ratio", {"node": "n3"}, 0.4)])
+    node = Node.objects.get(name="n3")
+    (matrix,) = metric_windows(
+        "host", [node.pk], list(HOST_METRIC_NAMES), END, STEPS, STEP
+    ).values()
+    np.testing.assert_allclose(
+        _column(matrix, HOST_METRIC_NAMES, "host_disk_io_utilization_ratio"), 0.4
+    )
+
+
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+
+
+@pytest.mark.skipif(
+    not shutil.which(NODE_EXPORTER), reason="Debian prometheus-node-exporter is not installed"
+)
+def test_the_real_node_exporter_scraped_twice_feeds_the_models(store):
+    port = free_port()
+    argv = [
+        NODE_EXPORTER,
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--collector.disable-defaults",
+        "--collector.cpu",
+        "--collector.meminfo",
+        "--collector.loadavg",
+        "--collector.filesystem",
+        "--collector.netdev",
+    ]
+    with running(argv, ready_port=port):
+        target = ScrapeTarget.objects.create(name="node", url=f"http://127.0.0.1:{port}/metrics")
+        assert scraper.scrape_target(target) is True
+        time.sleep(1.5)  # two scrapes make a rate
+        assert scraper.scrape_target(target) is True
+    node = Node.objects.get(name="127.0.0.1")
+    end = int(time.time() * 1000) + 1_000  # the grid aligns down: keep the last scrape on it
+    (matrix,) = metric_windows("host", [node.pk], list(HOST_METRIC_NAMES), end, 4, 1_000).values()
+    latest = {
+        name: matrix[:, i][np.isfinite(matrix[:, i])] for i, name in enumerate(HOST_METRIC_NAMES)
+    }
+    for name in ("host_cpu_utilization_ratio", "host_memory_utilization_ratio", "host_load1"):
+        assert latest[name].size, name
+    assert 0 <= latest["host_cpu_utilization_ratio"][-1] <= 1
+    assert 0 < latest["host_memory_utilization_ratio"][-1] < 1

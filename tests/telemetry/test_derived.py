@@ -1,0 +1,132 @@
+"""Model metrics derived from exporter series, as a recording rule would compute them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from webapp.telemetry import derived
+
+STEP = 15_000
+TIMES = np.arange(1, 9, dtype=np.int64) * STEP  # grid ends 15 s … 120 s
+
+
+def _counter(per_second: float, start: float = 0.0):
+    ts = np.arange(0, 9, dtype=np.int64) * STEP
+    return ts, start + per_second * ts / 1000.0
+
+
+def test_rates_treat_a_drop_as_a_reset_and_a_long_gap_as_missing():
+    ts = np.array([0, 10_000, 20_000, 30_000, 30_000 + derived.MAX_RATE_GAP_MS + 1])
+    values = np.array([100.0, 110.0, 5.0, 25.0, 50.0])
+    stamps, rates = derived.per_second_rates(ts, values)
+    assert stamps.tolist() == ts[1:].tolist()
+    assert rates[:3].tolist() == [1.0, 0.5, 2.0]  # 5 after a reset counts as 5
+    assert np.isnan(rates[3])
+    assert derived.per_second_rates(ts[:1], values[:1])[1].size == 0
+
+
+def test_cpu_busy_steal_and_iowait_are_shares_of_every_cpu():
+    # Two CPUs: idle 0.6 and 0.2 of each second, iowait 0.1 on each, steal 0.05 on one.
+    series = {
+        derived.NODE_CPU: [
+            ({"cpu": "0", "mode": "idle"}, *_counter(0.6)),
+            ({"cpu": "1", "mode": "idle"}, *_counter(0.2)),
+            ({"cpu": "0", "mode": "iowait"}, *_counter(0.1)),
+            ({"cpu": "1", "mode": "iowait"}, *_counter(0.1)),
+            ({"cpu": "0", "mode": "steal"}, *_counter(0.05)),
+            ({"cpu": "1", "mode": "steal"}, *_counter(0.0)),
+            ({"cpu": "0", "mode": "user"}, *_counter(0.25)),
+        ]
+    }
+    found = derived.derivations_for(
+        ["vm_cpu_utilization_ratio", "vm_cpu_steal_ratio", "vm_cpu_iowait_ratio"]
+    )
+
+    def value(metric):
+        return derived.derive(found[metric][0], series, TIMES, STEP)
+
+    np.testing.assert_allclose(value("vm_cpu_utilization_ratio"), 1 - 0.4 - 0.1)
+    np.testing.assert_allclose(value("vm_cpu_steal_ratio"), 0.025)
+    np.testing.assert_allclose(value("vm_cpu_iowait_ratio"), 0.1)
+
+
+def test_devices_that_double_count_traffic_are_left_out_and_the_rest_summed():
+    series = {
+        "node_network_receive_bytes_total": [
+            ({"device": "eth0"}, *_counter(1000.0)),
+            ({"device": "eth1"}, *_counter(500.0)),
+            ({"device": "lo"}, *_counter(9e9)),
+            ({"device": "docker0"}, *_counter(9e9)),
+            ({"device": "veth12ab"}, *_counter(9e9)),
+        ],
+        "node_disk_read_bytes_total": [
+            ({"device": "sda"}, *_counter(4096.0)),
+            ({"device": "dm-0"}, *_counter(4096.0)),  # LVM volume on sda
+            ({"device": "loop3"}, *_counter(1e9)),
+        ],
+        "node_disk_io_time_seconds_total": [
+            ({"device": "sda"}, *_counter(0.3)),
+            ({"device": "nvme0n1"}, *_counter(0.7)),
+        ],
+    }
+    found = derived.derivations_for(
+        [
+            "host_network_receive_bytes_per_second",
+            "host_disk_read_bytes_per_second",
+            "host_disk_io_utilization_ratio",
+        ]
+    )
+    receive = derived.derive(found["host_network_receive_bytes_per_second"][0], series, TIMES, STEP)
+    read = derived.derive(found["host_disk_read_bytes_per_second"][0], series, TIMES, STEP)
+    np.testing.assert_allclose(receive, 1500.0)
+    np.testing.assert_allclose(read, 4096.0)
+    # The agent's own name is tried first; without it, the busiest disk.
+    agent, exporter = found["host_disk_io_utilization_ratio"]
+    assert derived.derive(agent, series, TIMES, STEP) is None
+    np.testing.assert_allclose(derived.derive(exporter, series, TIMES, STEP), 0.7)
+
+
+def test_gauges_ratios_and_the_root_filesystem_as_df_counts_it():
+    ts = np.arange(1, 9, dtype=np.int64) * STEP - 1_000
+    flat = lambda v: np.full(ts.size, float(v))  # noqa: E731
+    series = {
+        "node_memory_MemAvailable_bytes": [({}, ts, flat(3e9))],
+        "node_memory_MemTotal_bytes": [({}, ts, flat(4e9))],
+        "node_filesystem_size_bytes": [
+            ({"mountpoint": "/"}, ts, flat(100)),
+            ({"mountpoint": "/boot"}, ts, flat(1)),
+        ],
+        "node_filesystem_free_bytes": [
+            ({"mountpoint": "/"}, ts, flat(40)),
+            ({"mountpoint": "/boot"}, ts, flat(0)),
+        ],
+        "node_filesystem_avail_bytes": [
+            ({"mountpoint": "/"}, ts, flat(30)),
+            ({"mountpoint": "/boot"}, ts, flat(0)),
+        ],
+    }
+    found = derived.derivations_for(["vm_memory_utilization_ratio", "vm_disk_used_ratio"])
+    memory = derived.derive(found["vm_memory_utilization_ratio"][0], series, TIMES, STEP)
+    disk = derived.derive(found["vm_disk_used_ratio"][0], series, TIMES, STEP)
+    np.testing.assert_allclose(memory, 0.25)
+    np.testing.assert_allclose(disk, 60 / 90)  # 10 reserved blocks are neither
+
+
+def test_steps_without_a_sample_stay_missing():
+    ts = np.array([STEP - 1_000, 5 * STEP - 1_000])
+    series = {"node_load1": [({}, ts, np.array([1.5, 2.5]))]}
+    (load,) = derived.derivations_for(["host_load1"])["host_load1"]
+    values = derived.derive(load, series, TIMES, STEP)
+    assert values[0] == 1.5 and values[4] == 2.5
+    assert np.isnan(values[[1, 2, 3, 5, 6, 7]]).all()
+
+
+@pytest.mark.parametrize("level", ["vm", "host"])
+def test_every_derivation_fills_a_metric_the_models_read(level):
+    from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
+
+    names = VM_METRIC_NAMES if level == "vm" else HOST_METRIC_NAMES
+    found = derived.derivations_for(names)
+    assert len(found) >= 8
+    assert {d.metric for d in derived.DERIVATIONS if d.metric.startswith(level)} <= set(names)

@@ -1,0 +1,268 @@
+"""Model inputs from the exporters people already run.
+
+The models read one fixed set of metrics (the simulator's catalogue, which the Telltale
+agent also writes). A node that sends Prometheus node_exporter's series instead, by
+remote_write or by being scraped, would give them nothing but missing values. Each
+derivation here computes one model metric from such series, the way a Prometheus
+recording rule would (``rate()`` of counters, sums over CPUs and devices, ratios), on the
+models' own time grid. A metric that a target states under the model's name is always
+used as stated; a derivation only fills a metric the target does not send.
+
+node_exporter run inside a VM whose series carry a ``vm`` label (see docs/ingest.md) gives
+the instance-level metrics, CPU steal included; run on a node it gives the node's.
+
+Pure numpy: the caller reads the series and their samples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.agent.collector import VIRTUAL_DISK_PREFIXES, VIRTUAL_NIC_PREFIXES
+
+# Prometheus' rate() assumes a counter that went down was reset to 0. A gap this long
+# between two samples is missing data, not one slow interval.
+MAX_RATE_GAP_MS = 10 * 60_000
+# How far before the first grid step a counter's previous sample is looked for.
+RATE_LOOKBACK_MS = 5 * 60_000
+
+# Besides the agent's: bridges, taps and overlay devices carry traffic that also crosses a
+# physical NIC, so counting them would count it twice.
+VIRTUAL_NICS = re.compile(
+    "^(" + "|".join(VIRTUAL_NIC_PREFIXES) + "|tap|vnet|virbr|docker|br-|cali|flannel|cni|"
+    "kube-|tun|vxlan|genev|wg)"
+)
+VIRTUAL_DISKS = re.compile("^(" + "|".join(re.escape(p) for p in VIRTUAL_DISK_PREFIXES) + ")")
+
+
+@dataclass(frozen=True)
+class Source:
+    """The series of one metric that a derivation reads, combined into one value per step."""
+
+    metric: str
+    match: tuple[tuple[str, str], ...] = ()  # labels that must equal these values
+    exclude: tuple[tuple[str, re.Pattern], ...] = ()  # labels that must not match these
+    rate: bool = False  # a counter: its per-second increase
+    combine: str = "sum"  # over the matching series at one step: sum | mean | max
+
+    def matches(self, labels: dict) -> bool:
+        return all(labels.get(k) == v for k, v in self.match) and not any(
+            pattern.match(labels.get(k, "")) for k, pattern in self.exclude
+        )
+
+
+@dataclass(frozen=True)
+class Derivation:
+    metric: str  # the model's metric it fills
+    sources: tuple[Source, ...]
+    formula: Callable[..., np.ndarray]  # the sources' step arrays, in order → values
+    origin: str  # where the sources come from, for people
+
+
+def newest_in_step(ts: np.ndarray, values: np.ndarray, times: np.ndarray, step_ms: int):
+    """At each grid time, the newest sample of the step that ends there; NaN where none."""
+    if not len(ts):
+        return np.full(len(times), np.nan)
+    idx = np.searchsorted(ts, times, side="right") - 1
+    ok = idx >= 0
+    safe = np.where(ok, idx, 0)
+    ok &= ts[safe] > times - step_ms
+    return np.where(ok, values[safe], np.nan)
+
+
+def per_second_rates(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A counter's per-second increase between consecutive samples, stamped at the later
+    one. A drop is a reset (the increase is the new value, as Prometheus assumes); a gap
+    longer than ``MAX_RATE_GAP_MS`` gives no rate."""
+    if len(ts) < 2:
+        return ts[:0], values[:0]
+    dt = np.diff(ts) / 1000.0
+    dv = np.diff(values)
+    increase = np.where(dv < 0, values[1:], dv)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = np.where((dt > 0) & (np.diff(ts) <= MAX_RATE_GAP_MS), increase / dt, np.nan)
+    return ts[1:], rates
+
+
+def source_on_grid(
+    source: Source,
+    series: Iterable[tuple[dict, np.ndarray, np.ndarray]],
+    times: np.ndarray,
+    step_ms: int,
+) -> np.ndarray | None:
+    """One value per grid time from the matching (labels, ts, values) series; None when no
+    series matches, NaN at steps where none has a sample."""
+    columns = []
+    for labels, ts, values in series:
+        if not source.matches(labels):
+            continue
+        if source.rate:
+            ts, values = per_second_rates(ts, values)
+        columns.append(newest_in_step(ts, values, times, step_ms))
+    if not columns:
+        return None
+    stack = np.vstack(columns)
+    present = np.isfinite(stack).any(axis=0)
+    filled = np.where(np.isfinite(stack), stack, 0.0)
+    if source.combine == "sum":
+        out = filled.sum(axis=0)
+    elif source.combine == "mean":
+        out = filled.sum(axis=0) / np.maximum(np.isfinite(stack).sum(axis=0), 1)
+    elif source.combine == "max":
+        out = np.where(np.isfinite(stack), stack, -np.inf).max(axis=0)
+    else:
+        raise ValueError(f"unknown combine {source.combine!r}")
+    return np.where(present, out, np.nan)
+
+
+def derive(
+    derivation: Derivation,
+    series: dict[str, list[tuple[dict, np.ndarray, np.ndarray]]],
+    times: np.ndarray,
+    step_ms: int,
+) -> np.ndarray | None:
+    """The derived metric on the grid from ``{metric: [(labels, ts, values)]}``; None when a
+    source is absent, so the next derivation of the metric can be tried."""
+    arrays = []
+    for source in derivation.sources:
+        values = source_on_grid(source, series.get(source.metric, ()), times, step_ms)
+        if values is None:
+            return None
+        arrays.append(values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.asarray(derivation.formula(*arrays), dtype=np.float64)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def _clip01(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, 0.0, 1.0)
+
+
+NODE_EXPORTER = "node_exporter"
+NODE_CPU = "node_cpu_seconds_total"
+
+
+def _cpu_mode(mode: str) -> Source:
+    # Each CPU spends one second per second across its modes, so the mean rate of one
+    # mode over the CPUs is that mode's share of the machine.
+    return Source(NODE_CPU, (("mode", mode),), rate=True, combine="mean")
+
+
+def _disk(metric: str, combine: str = "sum") -> Source:
+    return Source(metric, exclude=(("device", VIRTUAL_DISKS),), rate=True, combine=combine)
+
+
+def _nic(metric: str, rate: bool = True) -> Source:
+    return Source(metric, exclude=(("device", VIRTUAL_NICS),), rate=rate)
+
+
+def _root_fs(metric: str) -> Source:
+    return Source(metric, (("mountpoint", "/"),))
+
+
+def _used_fs(size, free, avail):
+    # As df: blocks reserved for root count as neither used nor available.
+    return _clip01((size - free) / (size - free + avail))
+
+
+CPU_BUSY = (
+    (_cpu_mode("idle"), _cpu_mode("iowait")),
+    lambda idle, iowait: _clip01(1.0 - idle - iowait),
+)
+MEMORY_USED = (
+    (Source("node_memory_MemAvailable_bytes"), Source("node_memory_MemTotal_bytes")),
+    lambda available, total: _clip01(1.0 - available / total),
+)
+ROOT_FS_USED = (
+    tuple(_root_fs(f"node_filesystem_{name}_bytes") for name in ("size", "free", "avail")),
+    _used_fs,
+)
+
+
+def _one(metric: str, sources_and_formula, origin: str = NODE_EXPORTER) -> Derivation:
+    sources, formula = sources_and_formula
+    return Derivation(metric, tuple(sources), formula, origin)
+
+
+def _same(metric: str, source: Source, origin: str = NODE_EXPORTER) -> Derivation:
+    return Derivation(metric, (source,), lambda x: x, origin)
+
+
+def _shared(prefix: str) -> list[Derivation]:
+    """What node_exporter gives at both levels, under the level's metric names."""
+    fs_name = "vm_disk_used_ratio" if prefix == "vm" else "host_filesystem_utilization_ratio"
+    return [
+        _one(f"{prefix}_cpu_utilization_ratio", CPU_BUSY),
+        _same(f"{prefix}_cpu_steal_ratio", _cpu_mode("steal")),
+        _one(f"{prefix}_memory_utilization_ratio", MEMORY_USED),
+        _same(f"{prefix}_disk_read_bytes_per_second", _disk("node_disk_read_bytes_total")),
+        _same(f"{prefix}_disk_write_bytes_per_second", _disk("node_disk_written_bytes_total")),
+        _one(fs_name, ROOT_FS_USED),
+        _same(
+            f"{prefix}_network_receive_bytes_per_second",
+            _nic("node_network_receive_bytes_total"),
+        ),
+        _same(
+            f"{prefix}_network_transmit_bytes_per_second",
+            _nic("node_network_transmit_bytes_total"),
+        ),
+    ]
+
+
+DERIVATIONS: tuple[Derivation, ...] = (
+    *_shared("vm"),
+    *_shared("host"),
+    _same("vm_cpu_iowait_ratio", _cpu_mode("iowait")),
+    _one(
+        "vm_swap_used_bytes",
+        (
+            (Source("node_memory_SwapTotal_bytes"), Source("node_memory_SwapFree_bytes")),
+            lambda total, free: np.maximum(total - free, 0.0),
+        ),
+    ),
+    _same("vm_tcp_retransmits_per_second", Source("node_netstat_Tcp_RetransSegs", rate=True)),
+    _one(
+        "vm_ipc",
+        (
+            (
+                Source("node_perf_instructions_total", rate=True),
+                Source("node_perf_cpucycles_total", rate=True),
+            ),
+            lambda instructions, cycles: instructions / cycles,
+        ),
+    ),
+    _same("vm_llc_misses_per_second", Source("node_perf_cache_misses_total", rate=True)),
+    _same("host_load1", Source("node_load1")),
+    # The agent's name for it before the models settled on theirs.
+    _same("host_disk_io_utilization_ratio", Source("host_disk_io_time_ratio"), "Telltale agent"),
+    _one(
+        "host_disk_io_utilization_ratio",
+        (
+            (_disk("node_disk_io_time_seconds_total", combine="max"),),
+            # The busiest disk is the bottleneck, as the agent reports it.
+            _clip01,
+        ),
+    ),
+    _same("host_ecc_errors_total", Source("node_edac_correctable_errors_total")),
+    _same("host_nic_link_flaps_total", _nic("node_network_carrier_changes_total", rate=False)),
+    _same("host_temperature_celsius", Source("node_hwmon_temp_celsius", combine="max")),
+    _same("host_clock_offset_seconds", Source("node_timex_offset_seconds")),
+)
+
+
+def derivations_for(metric_names: Iterable[str]) -> dict[str, tuple[Derivation, ...]]:
+    """{model metric: its derivations, in the order they are tried}."""
+    wanted = set(metric_names)
+    out: dict[str, list[Derivation]] = {}
+    for derivation in DERIVATIONS:
+        if derivation.metric in wanted:
+            out.setdefault(derivation.metric, []).append(derivation)
+    return {metric: tuple(found) for metric, found in out.items()}
+
+
+def source_metrics(derivations: dict[str, tuple[Derivation, ...]]) -> set[str]:
+    return {s.metric for found in derivations.values() for d in found for s in d.sources}
