@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 
+from ingest.agent import hardware
 from ingest.types import SeriesSamples
 
 VIRTUAL_FSTYPES = frozenset({
@@ -48,8 +49,10 @@ class Collector:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        sysfs: Path = hardware.SYSFS,
     ):
         self.base = {**(labels or {}), "node": node}
+        self.sysfs = sysfs
         self.top_processes = top_processes
         self._clock, self._wall = clock, wall
         self._prev: dict[str, Any] | None = None
@@ -108,6 +111,11 @@ class Collector:
         add("host_processes", len(psutil.pids()))
         add("host_uptime_seconds", self._wall() - psutil.boot_time())
         add("host_cpu_count", psutil.cpu_count() or 1)
+        for name, value in hardware.read(self.sysfs).items():
+            add(name, value)
+        # What a scrape of the node would say: it answered. The anomaly model reads it, and
+        # a node that stops sending is judged by the missing samples that follow.
+        add("host_agent_up", 1.0)
         self._processes(add, elapsed if prev else 0.0)
         for name, value in (extra or {}).items():
             add(name, value)

@@ -393,7 +393,7 @@ def test_jsonl_chunks_are_bounded_and_accepted_by_the_server_decoder(tmp_path):
 HOST_GAUGES = {
     "host_load1", "host_load5", "host_load15", "host_memory_utilization_ratio",
     "host_memory_used_bytes", "host_memory_total_bytes", "host_swap_used_bytes",
-    "host_processes", "host_uptime_seconds", "host_cpu_count",
+    "host_processes", "host_uptime_seconds", "host_cpu_count", "host_agent_up",
 }  # fmt: skip
 HOST_RATES = {
     "host_cpu_utilization_ratio", "host_cpu_steal_ratio", "host_cpu_iowait_ratio",
@@ -401,6 +401,43 @@ HOST_RATES = {
     "host_disk_io_time_ratio", "host_network_receive_bytes_per_second",
     "host_network_transmit_bytes_per_second", "host_network_errors_per_second",
 }  # fmt: skip
+
+
+def _fake_sysfs(root: Path) -> Path:
+    """Two memory controllers, a physical NIC beside loopback and a bridge, two sensors."""
+    for mc, errors in (("mc0", "3\n"), ("mc1", "4\n")):
+        (root / "devices/system/edac/mc" / mc).mkdir(parents=True)
+        (root / "devices/system/edac/mc" / mc / "ce_count").write_text(errors)
+    (root / "class/net").mkdir(parents=True)
+    for nic, where, flaps in (
+        ("eth0", "devices/pci0000:00/0000:00:03.0/net/eth0", "6\n"),
+        ("lo", "devices/virtual/net/lo", "0\n"),
+        ("br0", "devices/virtual/net/br0", "40\n"),
+    ):
+        (root / where).mkdir(parents=True)
+        (root / where / "carrier_changes").write_text(flaps)
+        (root / "class/net" / nic).symlink_to(root / where)
+    for hwmon, millidegrees in (("hwmon0", "45000\n"), ("hwmon1", "71500\n")):
+        (root / "class/hwmon" / hwmon).mkdir(parents=True)
+        (root / "class/hwmon" / hwmon / "temp1_input").write_text(millidegrees)
+    return root
+
+
+def test_collector_reads_hardware_health_from_sysfs(tmp_path):
+    collector = Collector("node-a", sysfs=_fake_sysfs(tmp_path))
+    values = {s.metric: s.values[0] for s in collector.collect()}
+    assert values["host_ecc_errors_total"] == 7
+    assert values["host_nic_link_flaps_total"] == 6  # the bridge and loopback are not links
+    assert values["host_temperature_celsius"] == 71.5
+
+
+def test_hardware_the_host_does_not_expose_is_left_out(tmp_path):
+    names = {s.metric for s in Collector("node-a", sysfs=tmp_path).collect()}
+    assert not names & {
+        "host_ecc_errors_total",
+        "host_nic_link_flaps_total",
+        "host_temperature_celsius",
+    }
 
 
 def test_collector_reports_host_and_process_metrics():
@@ -425,7 +462,7 @@ def test_collector_reports_host_and_process_metrics():
         assert abs(s.timestamps_ms[0] - time.time() * 1000) < 60_000
         if s.metric.endswith("_ratio"):
             assert 0.0 <= s.values[0] <= 1.0, s
-        elif not s.metric.startswith("host_load"):
+        elif s.metric != "host_clock_offset_seconds":  # the clock may be behind
             assert s.values[0] >= 0, s
     assert (
         by_name["host_memory_used_bytes"][0].values[0]

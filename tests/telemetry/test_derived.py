@@ -130,3 +130,15 @@ def test_every_derivation_fills_a_metric_the_models_read(level):
     found = derived.derivations_for(names)
     assert len(found) >= 8
     assert {d.metric for d in derived.DERIVATIONS if d.metric.startswith(level)} <= set(names)
+
+
+def test_a_node_answered_if_any_of_its_scrape_targets_did():
+    ts = np.arange(1, 9, dtype=np.int64) * STEP - 1_000
+    series = {
+        "up": [
+            ({"job": "node"}, ts, np.array([1, 1, 1, 0, 0, 0, 0, 0.0])),
+            ({"job": "app"}, ts, np.array([1, 1, 1, 1, 1, 0, 0, 0.0])),
+        ]
+    }
+    (up,) = derived.derivations_for(["host_agent_up"])["host_agent_up"]
+    assert derived.derive(up, series, TIMES, STEP).tolist() == [1, 1, 1, 1, 1, 0, 0, 0]

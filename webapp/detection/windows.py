@@ -45,10 +45,13 @@ def metric_windows(
     columns = {name: i for i, name in enumerate(metric_names)}
     owners: dict[int, tuple[int, int]] = {}
     sources: dict[int, tuple[int, str, dict]] = {}
+    wanted = derived.sources_by_metric(derivations)
     for sid, target, metric, labels in qs.values_list("id", field, "metric", "labels"):
         if metric in columns:
             owners[sid] = (target, columns[metric])
-        else:
+        elif any(source.matches(labels or {}) for source in wanted[metric]):
+            # Only the series a derivation reads: node_exporter's five CPU modes it
+            # does not need are most of a node's samples.
             sources[sid] = (target, metric, labels or {})
     times = grid(end_ms, steps, step_ms)
     start_ms = int(times[0]) - step_ms + 1

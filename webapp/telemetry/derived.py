@@ -251,6 +251,9 @@ DERIVATIONS: tuple[Derivation, ...] = (
     _same("host_nic_link_flaps_total", _nic("node_network_carrier_changes_total", rate=False)),
     _same("host_temperature_celsius", Source("node_hwmon_temp_celsius", combine="max")),
     _same("host_clock_offset_seconds", Source("node_timex_offset_seconds")),
+    # Telltale's scraper writes ``up`` for each target on the node (as Prometheus does, and
+    # forwards by remote_write): the node answered if any of them did.
+    _same("host_agent_up", Source("up", combine="max"), "scrape up"),
 )
 
 
@@ -264,5 +267,15 @@ def derivations_for(metric_names: Iterable[str]) -> dict[str, tuple[Derivation, 
     return {metric: tuple(found) for metric, found in out.items()}
 
 
+def sources_by_metric(derivations: dict[str, tuple[Derivation, ...]]) -> dict[str, list[Source]]:
+    """{series metric: the sources that read it} for these derivations."""
+    out: dict[str, list[Source]] = {}
+    for found in derivations.values():
+        for derivation in found:
+            for source in derivation.sources:
+                out.setdefault(source.metric, []).append(source)
+    return out
+
+
 def source_metrics(derivations: dict[str, tuple[Derivation, ...]]) -> set[str]:
-    return {s.metric for found in derivations.values() for d in found for s in d.sources}
+    return set(sources_by_metric(derivations))

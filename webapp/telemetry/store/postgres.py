@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import psycopg
 from django.db import IntegrityError, connection, transaction
-from psycopg import sql as pgsql
 
 from webapp.telemetry.store.base import (
     HOUR_MS,
@@ -61,18 +60,6 @@ def encode_copy(series_ids: np.ndarray, ts_ms: np.ndarray, values: np.ndarray) -
     # Reinterpret, not convert, so NaN payloads (Prometheus' stale marker) survive.
     rows["v"] = np.asarray(values, dtype=np.float64).view(np.uint64).byteswap().view(">f8")
     return COPY_HEADER + rows.tobytes() + COPY_TRAILER
-
-
-def _copy_body(data: bytes) -> bytes:
-    body = data[len(COPY_HEADER) :]
-    return body[: -len(COPY_TRAILER)] if body.endswith(COPY_TRAILER) else body
-
-
-def decode_copy(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = np.frombuffer(_copy_body(data), dtype=ROW_DTYPE)
-    ts_ms = rows["ts"].astype(np.int64) // 1000 + PG_EPOCH_MS
-    values = rows["v"].view(np.uint64).byteswap().view(np.float64)
-    return rows["sid"].astype(np.int64), ts_ms, values.copy()
 
 
 def _period_start(day: date, period: str) -> date:
@@ -226,33 +213,26 @@ class PostgresStore(SampleStore):
     def read_raw(self, series_ids, start_ms, end_ms, keep_stale=False):
         if not series_ids:
             return {}
-        data = self._copy_out(
-            "SELECT series_id, ts, value FROM telemetry_sample"
-            " WHERE series_id = ANY({ids}) AND ts >= {start} AND ts < {end}"
-            " ORDER BY series_id, ts",
+        # One row of three byteas instead of a COPY row per sample (psycopg hands a COPY
+        # to Python row by row, half the time of a fleet's model windows); sorted here,
+        # which is also cheaper than asking PostgreSQL to.
+        sids, ts, values = self._columns(
+            [
+                ("series_id", "int8"),
+                ("(date_part('epoch', ts) * 1000)::int8", "int8"),
+                ("value", "float8"),  # float8send keeps a staleness marker's bits
+            ],
+            "telemetry_sample WHERE series_id = ANY(%(ids)s) AND ts >= %(start)s AND ts < %(end)s",
             series_ids,
             start_ms,
             end_ms,
         )
-        sids, ts, values = decode_copy(data)
+        order = np.lexsort((ts, sids))
+        sids, ts, values = sids[order], ts[order], values[order]
         if not keep_stale:
             keep = values.view(np.uint64) != STALE_BITS
             sids, ts, values = sids[keep], ts[keep], values[keep]
         return _split_by_series(sids, ts, values)
-
-    def _copy_out(self, select: str, series_ids, start_ms: int, end_ms: int) -> bytes:
-        """Run ``select`` as a binary COPY: rows arrive as fixed-width records that numpy
-        reads in one go, far cheaper than building a Python tuple per row."""
-        sql = pgsql.SQL("COPY (" + select + ") TO STDOUT (FORMAT BINARY)").format(
-            ids=pgsql.Literal(list(map(int, series_ids))),
-            start=pgsql.Literal(ms_to_dt(start_ms)),
-            end=pgsql.Literal(ms_to_dt(end_ms)),
-        )
-        chunks = []
-        with connection.cursor() as cursor, cursor.copy(sql) as copy:
-            for chunk in copy:
-                chunks.append(bytes(chunk))
-        return b"".join(chunks)
 
     def _columns(self, columns, source: str, series_ids, start_ms: int, end_ms: int):
         """Read ``columns`` ((sql expression, "int8" or "float8") pairs) of the rows of

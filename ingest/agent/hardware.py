@@ -1,0 +1,118 @@
+"""Hardware health the anomaly model reads for nodes and psutil does not give: corrected
+memory errors, NIC link flaps, the hottest temperature sensor and the clock's offset.
+
+Read from sysfs (a root can be passed, so tests build a fake tree) and, for the clock,
+the kernel's NTP state through adjtimex(2), as node_exporter's edac, netclass, hwmon and
+timex collectors read them. A figure the host does not expose is left out, never 0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from pathlib import Path
+
+SYSFS = Path("/sys")
+
+
+def _read_number(path: Path) -> float | None:
+    try:
+        return float(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _sum(values: list[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return sum(found) if found else None
+
+
+def ecc_corrected_errors(sysfs: Path = SYSFS) -> float | None:
+    """Corrected errors over every memory controller EDAC knows; None without EDAC."""
+    return _sum([_read_number(p) for p in (sysfs / "devices/system/edac/mc").glob("mc*/ce_count")])
+
+
+def nic_carrier_changes(sysfs: Path = SYSFS) -> float | None:
+    """Carrier changes summed over physical NICs. A NIC under devices/virtual (loopback,
+    bridges, veth, tunnels) has no link of its own to flap."""
+    net = sysfs / "class/net"
+    if not net.is_dir():
+        return None
+    return _sum(
+        [
+            _read_number(nic / "carrier_changes")
+            for nic in net.iterdir()
+            if "/devices/virtual/" not in os.path.realpath(nic)
+        ]
+    )
+
+
+def hottest_celsius(sysfs: Path = SYSFS) -> float | None:
+    """The highest reading of any hwmon temperature sensor (millidegrees in sysfs)."""
+    readings = [_read_number(p) for p in (sysfs / "class/hwmon").glob("hwmon*/temp*_input")]
+    found = [r / 1000.0 for r in readings if r is not None]
+    return max(found) if found else None
+
+
+class _Timeval(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
+
+
+class _Timex(ctypes.Structure):
+    # struct timex from <sys/timex.h> (Linux): only the leading fields are read, the
+    # trailing padding keeps the kernel's writes inside the buffer.
+    _fields_ = [
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time", _Timeval),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
+        ("padding", ctypes.c_int * 11),
+    ]
+
+
+STA_NANO = 0x2000  # offset in nanoseconds instead of microseconds
+TIME_ERROR = 5  # the clock is not synchronised
+
+
+def clock_offset_seconds() -> float | None:
+    """The kernel's estimate of the clock's offset from its NTP reference; None where the
+    clock is not synchronised (the offset means nothing then) or off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        timex = _Timex()  # modes 0: read only, no privilege needed
+        state = libc.adjtimex(ctypes.byref(timex))
+    except (OSError, AttributeError):
+        return None
+    if state < 0 or state == TIME_ERROR:
+        return None
+    scale = 1e-9 if timex.status & STA_NANO else 1e-6
+    return timex.offset * scale
+
+
+def read(sysfs: Path = SYSFS) -> dict[str, float | None]:
+    return {
+        "host_ecc_errors_total": ecc_corrected_errors(sysfs),
+        "host_nic_link_flaps_total": nic_carrier_changes(sysfs),
+        "host_temperature_celsius": hottest_celsius(sysfs),
+        "host_clock_offset_seconds": clock_offset_seconds(),
+    }
