@@ -14,10 +14,16 @@ def rollup() -> dict:
 
 @shared_task(name="telemetry.retention")
 def retention() -> dict:
-    from webapp.detection.services import drop_old_predictions
     from webapp.telemetry.services import apply_retention
 
-    return {**apply_retention(), "interference_predictions": drop_old_predictions()}
+    return apply_retention()
+
+
+@shared_task(name="detection.prediction_retention")
+def prediction_retention() -> int:
+    from webapp.detection.services import drop_old_predictions
+
+    return drop_old_predictions()
 
 
 @shared_task(name="telemetry.flush_ingest_stats")

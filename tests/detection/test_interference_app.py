@@ -399,7 +399,8 @@ def test_a_slowdown_is_one_signal_that_ends_when_p_recovers(
 
 
 def test_old_predictions_are_dropped_with_the_raw_retention(fleet, interference_artefact, settings):
-    from workers.tasks import retention
+    from workers.schedule import beat_schedule
+    from workers.tasks import prediction_retention
 
     settings.TELLTALE_RETENTION_DAYS = 2
     version = promote_artefact("interference", interference_artefact)
@@ -414,7 +415,8 @@ def test_old_predictions_are_dropped_with_the_raw_retention(fleet, interference_
             p_high=0.9,
             model_version=version,
         )
-    assert retention()["interference_predictions"] == 1
+    assert beat_schedule()["drop-old-predictions"]["task"] == prediction_retention.name
+    assert prediction_retention() == 1
     kept = InterferencePrediction.objects.get()
     assert kept.ts > timezone.now() - timedelta(days=2)
 
