@@ -154,3 +154,57 @@ def test_the_real_node_exporter_scraped_twice_feeds_the_models(store):
         assert latest[name].size, name
     assert 0 <= latest["host_cpu_utilization_ratio"][-1] <= 1
     assert 0 < latest["host_memory_utilization_ratio"][-1] < 1
+
+
+def test_opentelemetry_host_metrics_feed_the_models(live_server, clean_store, make_token):
+    """OpenTelemetry's Python system-metrics instrumentation, exported over OTLP/HTTP as
+    any OTel SDK or Collector sends it, gives the node the host metrics the models read."""
+    pytest.importorskip("opentelemetry.instrumentation.system_metrics")
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    token = make_token("metrics:write", name="otel-host")
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(
+            endpoint=f"{live_server.url}/v1/metrics", headers={"Authorization": f"Bearer {token}"}
+        ),
+        export_interval_millis=600_000,
+    )
+    resource = Resource.create({"service.name": "hostmetrics", "host.name": "otel-host-1"})
+    meters = MeterProvider(resource=resource, metric_readers=[reader])
+    instrumentor = SystemMetricsInstrumentor(
+        config={
+            "system.cpu.time": ["idle", "user", "system", "iowait", "steal"],
+            "system.memory.utilization": ["used", "free"],
+            "system.disk.io": ["read", "write"],
+            "system.network.io": ["receive", "transmit"],
+        }
+    )
+    instrumentor.instrument(meter_provider=meters)
+    try:
+        assert meters.force_flush(10_000)
+        time.sleep(1.5)  # two exports make a rate
+        assert meters.force_flush(10_000)
+    finally:
+        instrumentor.uninstrument()
+        meters.shutdown()
+    node = Node.objects.get(name="otel-host-1")
+    end = int(time.time() * 1000) + 1_000
+    (matrix,) = metric_windows("host", [node.pk], list(HOST_METRIC_NAMES), end, 6, 1_000).values()
+    latest = {
+        name: matrix[:, i][np.isfinite(matrix[:, i])] for i, name in enumerate(HOST_METRIC_NAMES)
+    }
+    assert 0 <= latest["host_cpu_utilization_ratio"][-1] <= 1
+    assert 0 <= latest["host_cpu_steal_ratio"][-1] <= 1
+    assert 0 < latest["host_memory_utilization_ratio"][-1] < 1
+    assert latest["host_network_receive_bytes_per_second"][-1] >= 0
+    assert latest["host_disk_read_bytes_per_second"].size or not _has_disks()
+
+
+def _has_disks() -> bool:
+    import psutil
+
+    return bool(psutil.disk_io_counters(perdisk=True))

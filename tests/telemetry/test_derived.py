@@ -82,7 +82,7 @@ def test_devices_that_double_count_traffic_are_left_out_and_the_rest_summed():
     np.testing.assert_allclose(receive, 1500.0)
     np.testing.assert_allclose(read, 4096.0)
     # The agent's own name is tried first; without it, the busiest disk.
-    agent, exporter = found["host_disk_io_utilization_ratio"]
+    agent, exporter = found["host_disk_io_utilization_ratio"][:2]
     assert derived.derive(agent, series, TIMES, STEP) is None
     np.testing.assert_allclose(derived.derive(exporter, series, TIMES, STEP), 0.7)
 
@@ -116,7 +116,7 @@ def test_gauges_ratios_and_the_root_filesystem_as_df_counts_it():
 def test_steps_without_a_sample_stay_missing():
     ts = np.array([STEP - 1_000, 5 * STEP - 1_000])
     series = {"node_load1": [({}, ts, np.array([1.5, 2.5]))]}
-    (load,) = derived.derivations_for(["host_load1"])["host_load1"]
+    load = derived.derivations_for(["host_load1"])["host_load1"][0]
     values = derived.derive(load, series, TIMES, STEP)
     assert values[0] == 1.5 and values[4] == 2.5
     assert np.isnan(values[[1, 2, 3, 5, 6, 7]]).all()
@@ -142,3 +142,44 @@ def test_a_node_answered_if_any_of_its_scrape_targets_did():
     }
     (up,) = derived.derivations_for(["host_agent_up"])["host_agent_up"]
     assert derived.derive(up, series, TIMES, STEP).tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+
+
+def test_opentelemetry_names_under_either_cpu_mode_label_and_memory_states():
+    found = derived.derivations_for(["host_cpu_utilization_ratio", "host_memory_utilization_ratio"])
+
+    def first(metric, series):
+        return next(
+            v for d in found[metric] if (v := derived.derive(d, series, TIMES, STEP)) is not None
+        )
+
+    # The current semantic conventions' cpu.mode, without a wait mode: busy is all but idle.
+    cpus = {
+        "system_cpu_time_total": [
+            ({"cpu": "0", "cpu_mode": "idle"}, *_counter(0.7)),
+            ({"cpu": "1", "cpu_mode": "idle"}, *_counter(0.5)),
+            ({"cpu": "0", "cpu_mode": "user"}, *_counter(0.3)),
+        ]
+    }
+    np.testing.assert_allclose(first("host_cpu_utilization_ratio", cpus), 0.4)
+    ts = np.arange(1, 9, dtype=np.int64) * STEP - 1_000
+    usage = {
+        "system_memory_usage": [
+            ({"state": state}, ts, np.full(ts.size, value))
+            for state, value in (
+                ("used", 3.0),
+                ("free", 4.0),
+                ("cached", 0.5),
+                ("buffered", 0.5),
+                ("slab_reclaimable", 0.0),
+                ("slab_unreclaimable", 0.5),  # already inside "used"
+            )
+        ]
+    }
+    np.testing.assert_allclose(first("host_memory_utilization_ratio", usage), 3.0 / 8.0)
+
+
+def test_partitions_are_not_counted_beside_their_disk():
+    for partition in ("sda1", "vdb2", "nvme0n1p1", "mmcblk0p2"):
+        assert derived.VIRTUAL_DISKS.match(partition), partition
+    for disk in ("sda", "vdb", "nvme0n1", "mmcblk0", "xvdf"):
+        assert not derived.VIRTUAL_DISKS.match(disk), disk

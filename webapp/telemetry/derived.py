@@ -36,7 +36,12 @@ VIRTUAL_NICS = re.compile(
     "^(" + "|".join(VIRTUAL_NIC_PREFIXES) + "|tap|vnet|virbr|docker|br-|cali|flannel|cni|"
     "kube-|tun|vxlan|genev|wg)"
 )
-VIRTUAL_DISKS = re.compile("^(" + "|".join(re.escape(p) for p in VIRTUAL_DISK_PREFIXES) + ")")
+# Partitions are counted again on their disk (node_exporter leaves them out by default;
+# OpenTelemetry's host metrics and psutil do not).
+VIRTUAL_DISKS = re.compile(
+    "^(" + "|".join(re.escape(p) for p in VIRTUAL_DISK_PREFIXES) + ")"
+    r"|^((s|v|xv|h)d[a-z]+\d+|nvme\d+n\d+p\d+|mmcblk\d+p\d+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -44,15 +49,17 @@ class Source:
     """The series of one metric that a derivation reads, combined into one value per step."""
 
     metric: str
-    match: tuple[tuple[str, str], ...] = ()  # labels that must equal these values
+    # Labels that must equal these values (or be one of a tuple of them).
+    match: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
     exclude: tuple[tuple[str, re.Pattern], ...] = ()  # labels that must not match these
     rate: bool = False  # a counter: its per-second increase
     combine: str = "sum"  # over the matching series at one step: sum | mean | max
 
     def matches(self, labels: dict) -> bool:
-        return all(labels.get(k) == v for k, v in self.match) and not any(
-            pattern.match(labels.get(k, "")) for k, pattern in self.exclude
-        )
+        return all(
+            labels.get(k) in v if isinstance(v, tuple) else labels.get(k) == v
+            for k, v in self.match
+        ) and not any(pattern.match(labels.get(k, "")) for k, pattern in self.exclude)
 
 
 @dataclass(frozen=True)
@@ -169,10 +176,11 @@ def _used_fs(size, free, avail):
     return _clip01((size - free) / (size - free + avail))
 
 
-CPU_BUSY = (
-    (_cpu_mode("idle"), _cpu_mode("iowait")),
-    lambda idle, iowait: _clip01(1.0 - idle - iowait),
-)
+def _cpu_busy(idle: Source, iowait: Source):
+    return (idle, iowait), lambda idle, iowait: _clip01(1.0 - idle - iowait)
+
+
+CPU_BUSY = _cpu_busy(_cpu_mode("idle"), _cpu_mode("iowait"))
 MEMORY_USED = (
     (Source("node_memory_MemAvailable_bytes"), Source("node_memory_MemTotal_bytes")),
     lambda available, total: _clip01(1.0 - available / total),
@@ -213,9 +221,119 @@ def _shared(prefix: str) -> list[Derivation]:
     ]
 
 
+OTEL = "OpenTelemetry"
+# OpenTelemetry host metrics (the Collector's hostmetrics receiver, the Python
+# system-metrics instrumentation) as the OTLP receiver names them: dots become
+# underscores, monotonic sums end in _total, no unit suffix. The CPU mode attribute was
+# ``state`` before the semantic conventions renamed it ``cpu.mode``.
+OTEL_CPU = "system_cpu_time_total"
+OTEL_MODE_LABELS = ("state", "cpu_mode")
+
+
+def _otel_cpu(label: str, modes: str | tuple[str, ...]) -> Source:
+    return Source(OTEL_CPU, ((label, modes),), rate=True, combine="mean")
+
+
+def _otel_cpu_busy(prefix: str) -> list[Derivation]:
+    """Busy as the agent counts it where the wait mode is reported, else all but idle."""
+    out = []
+    for label in OTEL_MODE_LABELS:
+        out.append(
+            _one(
+                f"{prefix}_cpu_utilization_ratio",
+                _cpu_busy(_otel_cpu(label, "idle"), _otel_cpu(label, ("wait", "iowait"))),
+                OTEL,
+            )
+        )
+    for label in OTEL_MODE_LABELS:
+        out.append(
+            Derivation(
+                f"{prefix}_cpu_utilization_ratio",
+                (_otel_cpu(label, "idle"),),
+                lambda idle: _clip01(1.0 - idle),
+                OTEL,
+            )
+        )
+    return out
+
+
+def _otel_shared(prefix: str) -> list[Derivation]:
+    fs_name = "vm_disk_used_ratio" if prefix == "vm" else "host_filesystem_utilization_ratio"
+    usage = "system_memory_usage"
+    return [
+        *_otel_cpu_busy(prefix),
+        *(
+            _same(f"{prefix}_cpu_steal_ratio", _otel_cpu(label, "steal"), OTEL)
+            for label in OTEL_MODE_LABELS
+        ),
+        _same(
+            f"{prefix}_memory_utilization_ratio",
+            Source("system_memory_utilization", (("state", "used"),)),
+            OTEL,
+        ),
+        _one(
+            f"{prefix}_memory_utilization_ratio",
+            (
+                (
+                    Source(usage, (("state", "used"),)),
+                    # Every state but slab_unreclaimable, which "used" already holds.
+                    Source(
+                        usage,
+                        (("state", ("used", "free", "cached", "buffered", "slab_reclaimable")),),
+                    ),
+                ),
+                lambda used, total: _clip01(used / total),
+            ),
+            OTEL,
+        ),
+        *(
+            _same(
+                f"{prefix}_disk_{direction}_bytes_per_second",
+                Source(
+                    "system_disk_io_total",
+                    (("direction", direction),),
+                    (("device", VIRTUAL_DISKS),),
+                    rate=True,
+                ),
+                OTEL,
+            )
+            for direction in ("read", "write")
+        ),
+        _one(
+            fs_name,
+            (
+                (
+                    Source("system_filesystem_usage", (("mountpoint", "/"), ("state", "used"))),
+                    Source(
+                        "system_filesystem_usage",
+                        (("mountpoint", "/"), ("state", ("used", "free"))),
+                    ),
+                ),
+                lambda used, total: _clip01(used / total),
+            ),
+            OTEL,
+        ),
+        *(
+            _same(
+                f"{prefix}_network_{direction}_bytes_per_second",
+                Source(
+                    "system_network_io_total",
+                    (("direction", direction),),
+                    (("device", VIRTUAL_NICS),),
+                    rate=True,
+                ),
+                OTEL,
+            )
+            for direction in ("receive", "transmit")
+        ),
+    ]
+
+
 DERIVATIONS: tuple[Derivation, ...] = (
     *_shared("vm"),
     *_shared("host"),
+    *_otel_shared("vm"),
+    *_otel_shared("host"),
     _same("vm_cpu_iowait_ratio", _cpu_mode("iowait")),
     _one(
         "vm_swap_used_bytes",
@@ -237,6 +355,14 @@ DERIVATIONS: tuple[Derivation, ...] = (
     ),
     _same("vm_llc_misses_per_second", Source("node_perf_cache_misses_total", rate=True)),
     _same("host_load1", Source("node_load1")),
+    _same("host_load1", Source("system_cpu_load_average_1m"), OTEL),
+    _same(
+        "vm_cpu_iowait_ratio",
+        _otel_cpu("state", ("wait", "iowait")),
+        OTEL,
+    ),
+    _same("vm_cpu_iowait_ratio", _otel_cpu("cpu_mode", "wait"), OTEL),
+    _same("vm_swap_used_bytes", Source("system_paging_usage", (("state", "used"),)), OTEL),
     # The agent's name for it before the models settled on theirs.
     _same("host_disk_io_utilization_ratio", Source("host_disk_io_time_ratio"), "Telltale agent"),
     _one(
@@ -246,6 +372,21 @@ DERIVATIONS: tuple[Derivation, ...] = (
             # The busiest disk is the bottleneck, as the agent reports it.
             _clip01,
         ),
+    ),
+    _one(
+        "host_disk_io_utilization_ratio",
+        (
+            (
+                Source(
+                    "system_disk_io_time_total",
+                    exclude=(("device", VIRTUAL_DISKS),),
+                    rate=True,
+                    combine="max",
+                ),
+            ),
+            _clip01,
+        ),
+        OTEL,
     ),
     _same("host_ecc_errors_total", Source("node_edac_correctable_errors_total")),
     _same("host_nic_link_flaps_total", _nic("node_network_carrier_changes_total", rate=False)),
