@@ -13,6 +13,8 @@ def beat_schedule() -> dict:
         "rollup-samples": {"task": "telemetry.rollup", "schedule": 60.0},
         "apply-retention": {"task": "telemetry.retention", "schedule": 3600.0},
         "drop-old-predictions": {"task": "detection.prediction_retention", "schedule": 3600.0},
+        # What nodes report of their capacity changes rarely; a new node waits at most this.
+        "reported-capacity": {"task": "telemetry.reported_capacity", "schedule": 300.0},
         "flush-ingest-stats": {"task": "telemetry.flush_ingest_stats", "schedule": 10.0},
         # Ticks a busy worker could not start within their period are dropped, not piled up.
         "alerting-cycle": {"task": "alerting.cycle", "schedule": 5.0, "options": {"expires": 5.0}},

@@ -26,6 +26,13 @@ def prediction_retention() -> int:
     return drop_old_predictions()
 
 
+@shared_task(name="telemetry.reported_capacity")
+def reported_capacity() -> int:
+    from webapp.telemetry.services import refresh_reported_capacity
+
+    return refresh_reported_capacity()
+
+
 @shared_task(name="telemetry.flush_ingest_stats")
 def flush_ingest_stats() -> None:
     from webapp.telemetry.stats import ingest_stats

@@ -1,5 +1,6 @@
-"""Hardware health the anomaly model reads for nodes and psutil does not give: corrected
-memory errors, NIC link flaps, the hottest temperature sensor and the clock's offset.
+"""Hardware figures the models read for nodes and psutil does not give: corrected memory
+errors, NIC link flaps, the hottest temperature sensor and the clock's offset (anomaly
+model), and the last-level cache and link speed (the interference model's node capacity).
 
 Read from sysfs (a root can be passed, so tests build a fake tree) and, for the clock,
 the kernel's NTP state through adjtimex(2), as node_exporter's edac, netclass, hwmon and
@@ -34,19 +35,53 @@ def ecc_corrected_errors(sysfs: Path = SYSFS) -> float | None:
     return _sum([_read_number(p) for p in (sysfs / "devices/system/edac/mc").glob("mc*/ce_count")])
 
 
-def nic_carrier_changes(sysfs: Path = SYSFS) -> float | None:
-    """Carrier changes summed over physical NICs. A NIC under devices/virtual (loopback,
-    bridges, veth, tunnels) has no link of its own to flap."""
+def _physical_nics(sysfs: Path) -> list[Path]:
+    """NICs backed by a device. One under devices/virtual (loopback, bridges, veth, tunnels)
+    has no link of its own."""
     net = sysfs / "class/net"
     if not net.is_dir():
+        return []
+    return [nic for nic in net.iterdir() if "/devices/virtual/" not in os.path.realpath(nic)]
+
+
+def nic_carrier_changes(sysfs: Path = SYSFS) -> float | None:
+    """Carrier changes summed over physical NICs."""
+    return _sum([_read_number(nic / "carrier_changes") for nic in _physical_nics(sysfs)])
+
+
+def link_speed_bytes(sysfs: Path = SYSFS) -> float | None:
+    """Link speed summed over physical NICs with a link, in bytes/s (sysfs says Mbit/s;
+    virtual NICs such as virtio's say -1 or nothing: unknown, not 0)."""
+    speeds = [_read_number(nic / "speed") for nic in _physical_nics(sysfs)]
+    return _sum([s * 1e6 / 8 for s in speeds if s is not None and s > 0])
+
+
+def _size_bytes(text: str) -> float | None:
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    text = text.strip()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
         return None
-    return _sum(
-        [
-            _read_number(nic / "carrier_changes")
-            for nic in net.iterdir()
-            if "/devices/virtual/" not in os.path.realpath(nic)
-        ]
-    )
+
+
+def last_level_cache_bytes(sysfs: Path = SYSFS) -> float | None:
+    """The node's last-level cache: the size of each distinct highest-level cache (one per
+    socket or die, shared by the CPUs its shared_cpu_list names), summed."""
+    caches: dict[int, dict[str, float]] = {}
+    for index in (sysfs / "devices/system/cpu").glob("cpu[0-9]*/cache/index[0-9]*"):
+        try:
+            level = int((index / "level").read_text())
+            kind = (index / "type").read_text().strip()
+            shared = (index / "shared_cpu_list").read_text().strip()
+            size = _size_bytes((index / "size").read_text())
+        except (OSError, ValueError):
+            continue
+        if kind in ("Unified", "Data") and size is not None:
+            caches.setdefault(level, {})[shared] = size
+    if not caches:
+        return None
+    return sum(caches[max(caches)].values())
 
 
 def hottest_celsius(sysfs: Path = SYSFS) -> float | None:
@@ -115,4 +150,6 @@ def read(sysfs: Path = SYSFS) -> dict[str, float | None]:
         "host_nic_link_flaps_total": nic_carrier_changes(sysfs),
         "host_temperature_celsius": hottest_celsius(sysfs),
         "host_clock_offset_seconds": clock_offset_seconds(),
+        "host_network_speed_bytes": link_speed_bytes(sysfs),
+        "host_llc_bytes": last_level_cache_bytes(sysfs),
     }

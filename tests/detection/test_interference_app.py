@@ -500,3 +500,61 @@ def test_a_suspect_without_predictions_ends_at_its_last_one_after_ten_minutes(
     interference.track_suspects([], at)
     assert Signal.objects.get(instance=gone).end == at - timedelta(minutes=12)
     assert Signal.objects.get(instance=paused).end is None  # a missed round is not the end
+
+
+def test_a_node_reporting_its_own_capacity_needs_only_what_no_exporter_states(
+    fleet, interference_artefact, admin_client
+):
+    """node_exporter's CPUs, memory and link speed fill three of the six figures; an admin
+    states the three it cannot know (cache on a VM-less host exporter, memory and disk
+    bandwidth) and the node's instances are predicted."""
+    from ingest.types import MetricBatch
+    from tests.conftest import series_samples
+    from webapp.telemetry import services, writer
+
+    promote_artefact("interference", interference_artefact)
+    now_ms = int(time.time() * 1000)
+    points = [(now_ms - 60_000, 1.0), (now_ms - 30_000, 2.0)]
+    labels = {"node": "exporter-host"}
+    series = [
+        series_samples("node_cpu_seconds_total", {**labels, "cpu": str(c), "mode": m}, points)
+        for c in range(48)
+        for m in ("idle", "user")
+    ]
+    series += [
+        series_samples("node_memory_MemTotal_bytes", labels, [(t, 256 * 2**30) for t, _ in points]),
+        series_samples(
+            "node_network_speed_bytes",
+            {**labels, "device": "eth0"},
+            [(t, 25e9 / 8) for t, _ in points],
+        ),
+        series_samples(
+            "node_network_speed_bytes",
+            {**labels, "device": "docker0"},
+            [(t, 1e9) for t, _ in points],
+        ),
+    ]
+    writer.write_metrics(MetricBatch(series=series), source="remote_write", client="t")
+    host = Node.objects.get(name="exporter-host")
+    Node.objects.filter(pk=host.pk).update(last_seen=timezone.now())
+    assert services.refresh_reported_capacity(now_ms) == 1
+    host.refresh_from_db()
+    assert host.reported_capacity == {
+        "figures": {"cores": 48.0, "mem_gb": 256.0, "net": 25.0},
+        "origins": {"cores": "node_exporter", "mem_gb": "node_exporter", "net": "node_exporter"},
+    }
+    assert services.refresh_reported_capacity(now_ms) == 0  # nothing changed
+    moved = Instance.objects.filter(node__isnull=False).first()
+    Instance.objects.filter(pk=moved.pk).update(node=host)
+    predict_fleet(now_ms)
+    assert not InterferencePrediction.objects.filter(instance=moved).exists()
+    from webapp.detection.interference import unpredicted
+
+    (row,) = unpredicted(timezone.now(), set(), only=moved)
+    assert "llc_mb, membw, disk" in row["reason"]
+    page = admin_client.get(reverse("node_detail", args=[host.name]))
+    assert '<dd>48 <span class="muted">(reported by node_exporter)</span></dd>' in page.text
+    url = reverse("node_capacity", args=[host.name])
+    admin_client.post(url, {"llc_mb": 30, "membw_gbps": 80, "disk_mbps": 2000})
+    predict_fleet(now_ms + 60_000)
+    assert InterferencePrediction.objects.filter(instance=moved).exists()

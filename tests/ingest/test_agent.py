@@ -417,6 +417,19 @@ def _fake_sysfs(root: Path) -> Path:
         (root / where).mkdir(parents=True)
         (root / where / "carrier_changes").write_text(flaps)
         (root / "class/net" / nic).symlink_to(root / where)
+    (root / "devices/pci0000:00/0000:00:03.0/net/eth0/speed").write_text("10000\n")
+    (root / "devices/virtual/net/br0/speed").write_text("-1\n")
+    # Two sockets of two CPUs, each socket's L3 shared by its CPUs; L1 per CPU.
+    for cpu in range(4):
+        for index, level, kind, size, shared in (
+            ("index0", 1, "Data", "48K", str(cpu)),
+            ("index3", 3, "Unified", "32768K", "0-1" if cpu < 2 else "2-3"),
+        ):
+            cache = root / f"devices/system/cpu/cpu{cpu}/cache/{index}"
+            cache.mkdir(parents=True)
+            for name, text in (("level", level), ("type", kind), ("size", size)):
+                (cache / name).write_text(f"{text}\n")
+            (cache / "shared_cpu_list").write_text(f"{shared}\n")
     for hwmon, millidegrees in (("hwmon0", "45000\n"), ("hwmon1", "71500\n")):
         (root / "class/hwmon" / hwmon).mkdir(parents=True)
         (root / "class/hwmon" / hwmon / "temp1_input").write_text(millidegrees)
@@ -429,6 +442,8 @@ def test_collector_reads_hardware_health_from_sysfs(tmp_path):
     assert values["host_ecc_errors_total"] == 7
     assert values["host_nic_link_flaps_total"] == 6  # the bridge and loopback are not links
     assert values["host_temperature_celsius"] == 71.5
+    assert values["host_network_speed_bytes"] == 10_000 * 1e6 / 8  # the bridge has no speed
+    assert values["host_llc_bytes"] == 2 * 32 * 2**20  # one L3 per socket
 
 
 def test_hardware_the_host_does_not_expose_is_left_out(tmp_path):

@@ -183,3 +183,31 @@ def test_partitions_are_not_counted_beside_their_disk():
         assert derived.VIRTUAL_DISKS.match(partition), partition
     for disk in ("sda", "vdb", "nvme0n1", "mmcblk0", "xvdf"):
         assert not derived.VIRTUAL_DISKS.match(disk), disk
+
+
+def test_capacity_in_the_units_people_state_it_agent_first():
+    ts = np.array([STEP - 1_000])
+    one = np.array([1.0])
+    series = {
+        "host_cpu_count": [({}, ts, one * 16)],
+        "host_llc_bytes": [({}, ts, one * 32 * 2**20)],
+        "host_network_speed_bytes": [({}, ts, one * 25e9 / 8)],
+        derived.NODE_CPU: [({"cpu": str(c), "mode": "idle"}, ts, one) for c in range(4)],
+    }
+    rules = derived.derivations_for(["cores", "llc_mb", "net"], derived.CAPACITY_DERIVATIONS)
+    first = {
+        key: next(
+            (d.origin, v[0])
+            for d in found
+            if (v := derived.derive(d, series, TIMES[:1], STEP)) is not None
+        )
+        for key, found in rules.items()
+    }
+    assert first == {
+        "cores": ("Telltale agent", 16.0),
+        "llc_mb": ("Telltale agent", 32.0),
+        "net": ("Telltale agent", 25.0),
+    }
+    del series["host_cpu_count"]
+    exporter = next(d for d in rules["cores"] if d.origin == "node_exporter")
+    assert derived.derive(exporter, series, TIMES[:1], STEP).tolist() == [4.0]  # CPUs counted

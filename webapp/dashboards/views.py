@@ -256,17 +256,19 @@ def node_detail(request, name: str):
     )
 
 
-def _capacity_rows(node: Node) -> list[tuple[str, str]]:
-    """(what, value or "unknown") of the capacity the interference model reads."""
+def _capacity_rows(node: Node) -> list[tuple[str, str, str]]:
+    """(what, value or "unknown", where it comes from) of the capacity the interference
+    model reads."""
     from models.interference.features import CAPACITY_UNITS
-    from webapp.detection.interference import stated_capacity
+    from webapp.detection.interference import capacity_origins
 
     return [
         (
             CAPACITY_UNITS[key].label,
             f"{value:g} {CAPACITY_UNITS[key].unit}".strip() if value == value else "unknown",
+            origin,
         )
-        for key, value in stated_capacity(node).items()
+        for key, (value, origin) in capacity_origins(node).items()
     ]
 
 

@@ -74,7 +74,8 @@ def _calibration_value(version: ModelVersion | None, key: str) -> float | None:
 
 # Where each capacity feature the model reads is stated, in the unit of
 # models.interference.features.CAPACITY_UNITS (which names it and converts it to the model's
-# unit): the hardware generation's attribute, and the Node field an admin sets (which wins).
+# unit): the hardware generation's attribute, and the Node field an admin sets (which wins;
+# between them comes what the node's telemetry reports, keyed the same way).
 # Memory is stated in GB; Node keeps bytes.
 CAPACITY_SOURCES = {
     "cores": ("cores", "cpu_cores"),
@@ -86,22 +87,35 @@ CAPACITY_SOURCES = {
 }
 
 
-def stated_capacity(node: Node) -> dict[str, float]:
-    """The node's capacity in the units people state it in (``CAPACITY_UNITS``): what an
-    admin set on the node's page, else its hardware generation's figure, else NaN."""
+def capacity_origins(node: Node) -> dict[str, tuple[float, str]]:
+    """{key: (value in the unit people state it in (``CAPACITY_UNITS``), where it comes
+    from)}: what an admin set on the node's page (or the simulator stated), else what the
+    node's own telemetry reports (``Node.reported_capacity``), else its hardware
+    generation's figure, else (NaN, "")."""
     from ingest.simulator.fleet import GENERATIONS
 
     generation = next((g for g in GENERATIONS if g.name == node.hardware), None)
+    reported = node.reported_capacity or {}
     out = {}
     for key, (attribute, field) in CAPACITY_SOURCES.items():
         if field == "memory_gb":
             value = node.memory_bytes / 2**30 if node.memory_bytes else None
         else:
             value = getattr(node, field)
+        origin = "stated"
+        if value is None and key in reported.get("figures", {}):
+            value = reported["figures"][key]
+            origin = f"reported by {reported.get('origins', {}).get(key, 'its telemetry')}"
         if value is None and generation is not None:
-            value = getattr(generation, attribute)
-        out[key] = np.nan if value is None else float(value)
+            value, origin = getattr(generation, attribute), f"hardware generation {generation.name}"
+        out[key] = (np.nan, "") if value is None else (float(value), origin)
     return out
+
+
+def stated_capacity(node: Node) -> dict[str, float]:
+    """The node's capacity in the units people state it in, NaN where unknown
+    (``capacity_origins`` says where each figure comes from)."""
+    return {key: value for key, (value, _) in capacity_origins(node).items()}
 
 
 def node_capacity(node: Node) -> dict:

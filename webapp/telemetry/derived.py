@@ -53,7 +53,7 @@ class Source:
     match: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
     exclude: tuple[tuple[str, re.Pattern], ...] = ()  # labels that must not match these
     rate: bool = False  # a counter: its per-second increase
-    combine: str = "sum"  # over the matching series at one step: sum | mean | max
+    combine: str = "sum"  # over the matching series at one step: sum | mean | max | count
 
     def matches(self, labels: dict) -> bool:
         return all(
@@ -119,6 +119,8 @@ def source_on_grid(
         out = filled.sum(axis=0)
     elif source.combine == "mean":
         out = filled.sum(axis=0) / np.maximum(np.isfinite(stack).sum(axis=0), 1)
+    elif source.combine == "count":
+        out = np.isfinite(stack).sum(axis=0).astype(np.float64)
     elif source.combine == "max":
         out = np.where(np.isfinite(stack), stack, -np.inf).max(axis=0)
     else:
@@ -398,11 +400,47 @@ DERIVATIONS: tuple[Derivation, ...] = (
 )
 
 
-def derivations_for(metric_names: Iterable[str]) -> dict[str, tuple[Derivation, ...]]:
-    """{model metric: its derivations, in the order they are tried}."""
+# The node's capacity as its own telemetry states it, in the units people state it in
+# (models.interference.features.CAPACITY_UNITS: cores, GB, MB, Gbit/s). Memory and disk
+# bandwidth have no common exporter: an admin states them.
+AGENT = "Telltale agent"
+
+
+def _scaled(factor: float):
+    return lambda x: x * factor
+
+
+CAPACITY_DERIVATIONS: tuple[Derivation, ...] = (
+    Derivation("cores", (Source("host_cpu_count"),), _scaled(1.0), AGENT),
+    Derivation(
+        "cores",
+        (Source(NODE_CPU, (("mode", "idle"),), combine="count"),),
+        _scaled(1.0),
+        NODE_EXPORTER,
+    ),
+    *(
+        Derivation(
+            "cores", (Source(OTEL_CPU, ((label, "idle"),), combine="count"),), _scaled(1.0), OTEL
+        )
+        for label in OTEL_MODE_LABELS
+    ),
+    Derivation("mem_gb", (Source("host_memory_total_bytes"),), _scaled(2.0**-30), AGENT),
+    Derivation("mem_gb", (Source("node_memory_MemTotal_bytes"),), _scaled(2.0**-30), NODE_EXPORTER),
+    Derivation("llc_mb", (Source("host_llc_bytes"),), _scaled(2.0**-20), AGENT),
+    Derivation("net", (Source("host_network_speed_bytes"),), _scaled(8e-9), AGENT),
+    Derivation(
+        "net", (_nic("node_network_speed_bytes", rate=False),), _scaled(8e-9), NODE_EXPORTER
+    ),
+)
+
+
+def derivations_for(
+    metric_names: Iterable[str], among: Iterable[Derivation] = DERIVATIONS
+) -> dict[str, tuple[Derivation, ...]]:
+    """{model metric (or capacity figure): its derivations, in the order they are tried}."""
     wanted = set(metric_names)
     out: dict[str, list[Derivation]] = {}
-    for derivation in DERIVATIONS:
+    for derivation in among:
         if derivation.metric in wanted:
             out.setdefault(derivation.metric, []).append(derivation)
     return {metric: tuple(found) for metric, found in out.items()}

@@ -25,6 +25,10 @@ class Node(models.Model):
     membw_gbps = models.FloatField(null=True, blank=True, help_text="memory bandwidth, GB/s")
     net_gbit = models.FloatField(null=True, blank=True, help_text="network, Gbit/s")
     disk_mbps = models.FloatField(null=True, blank=True, help_text="disk bandwidth, MB/s")
+    # What the node's own telemetry says of its capacity (cores, memory, cache, link speed):
+    # {"figures": {key: value in the stated unit}, "origins": {key: exporter}}, kept by
+    # services.refresh_reported_capacity. A figure an admin sets wins over it.
+    reported_capacity = models.JSONField(default=dict, blank=True)
     labels = models.JSONField(default=dict, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(null=True, blank=True, db_index=True)

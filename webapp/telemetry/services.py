@@ -55,7 +55,7 @@ def record_placement(instance_id: int, node_id: int, at: datetime) -> int:
 def update_node(node: Node, **attributes) -> Node:
     allowed = {
         "cluster", "rack", "hardware", "cpu_cores", "memory_bytes", "labels",
-        "llc_mb", "membw_gbps", "net_gbit", "disk_mbps",
+        "llc_mb", "membw_gbps", "net_gbit", "disk_mbps", "reported_capacity",
     }  # fmt: skip
     unknown = set(attributes) - allowed
     if unknown:
@@ -64,6 +64,55 @@ def update_node(node: Node, **attributes) -> Node:
         setattr(node, key, value)
     node.save(update_fields=sorted(attributes))
     return node
+
+
+REPORTED_WITHIN_MS = 15 * MINUTE_MS  # the newest capacity sample this recent counts
+
+
+def refresh_reported_capacity(now_ms: int | None = None) -> int:
+    """Keep what each node heard from in the last hour reports of its own capacity (cores,
+    memory, last-level cache, link speed: ``derived.CAPACITY_DERIVATIONS``) on the node, so
+    the interference model can predict on a node nobody typed figures in for. Returns the
+    number of nodes whose figures changed."""
+    import numpy as np
+
+    from webapp.telemetry import derived
+    from webapp.telemetry.models import Series
+
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    nodes = {n.pk: n for n in Node.objects.filter(last_seen__gte=_dt(now_ms - HOUR_MS))}
+    rules = derived.derivations_for(
+        {d.metric for d in derived.CAPACITY_DERIVATIONS}, derived.CAPACITY_DERIVATIONS
+    )
+    owners = {
+        sid: (node_id, metric, labels or {})
+        for sid, node_id, metric, labels in Series.objects.filter(
+            node_id__in=list(nodes),
+            instance__isnull=True,
+            metric__in=derived.source_metrics(rules),
+        ).values_list("id", "node_id", "metric", "labels")
+    }
+    series: dict[int, dict[str, list]] = {pk: {} for pk in nodes}
+    for sid, (ts, values) in (
+        get_store().read_raw(list(owners), now_ms - REPORTED_WITHIN_MS, now_ms + 1).items()
+    ):
+        node_id, metric, labels = owners[sid]
+        series[node_id].setdefault(metric, []).append((labels, ts, values))
+    times = np.array([now_ms], dtype=np.int64)
+    changed = 0
+    for pk, node in nodes.items():
+        figures, origins = {}, {}
+        for key, candidates in rules.items():
+            for rule in candidates:
+                value = derived.derive(rule, series[pk], times, REPORTED_WITHIN_MS + 1)
+                if value is not None and np.isfinite(value[0]) and value[0] > 0:
+                    figures[key], origins[key] = round(float(value[0]), 3), rule.origin
+                    break
+        reported = {"figures": figures, "origins": origins} if figures else {}
+        if reported != node.reported_capacity:
+            update_node(node, reported_capacity=reported)
+            changed += 1
+    return changed
 
 
 @transaction.atomic
