@@ -291,3 +291,42 @@ def test_a_node_that_sends_only_node_exporter_series_is_scored(store, anomaly_ar
     assert counts["without_data"] == 0 and counts["scored"] == 1
     (score,) = query.select("telltale_anomaly_score")
     assert score.labels == {"level": "host", "node": "db1.example"}
+
+
+def test_a_fleet_replay_counts_what_a_version_would_have_raised_here(live_fleet, anomaly_artefact):
+    from models.anomaly.detector import AnomalyDetector
+    from models.anomaly.postprocess import Thresholds
+
+    detector = AnomalyDetector.load(anomaly_artefact)
+    now_ms = int(time.time() * 1000)
+    targets = Instance.objects.count() + Node.objects.count()
+    detector.thresholds = Thresholds(default=0.0)  # every window alarms
+    always = scoring.replay(detector, now_ms, hours=2)
+    assert always["replay_targets"] == targets
+    # Windows every 15 minutes over two hours of data: about eight per target.
+    assert 7 * targets <= always["replay_windows"] <= 8 * targets
+    assert always["replay_alarm_events"] == targets  # one unbroken alarm each
+    detector.thresholds = Thresholds(default=101.0)  # none can
+    never = scoring.replay(detector, now_ms, hours=2)
+    assert never["replay_windows"] == always["replay_windows"]
+    assert never["replay_alarm_events"] == 0 and never["replay_alarms_per_target_day"] == 0
+    assert not query.select("telltale_anomaly_score") and not Anomaly.objects.exists()
+
+
+def test_a_new_version_is_replayed_beside_the_promoted_one_on_this_fleet(
+    live_fleet, anomaly_artefact, tmp_path, settings
+):
+    from webapp.detection import versions
+
+    settings.VAR_DIR = tmp_path
+    promote_artefact("anomaly", anomaly_artefact)
+    version = versions.create_version("anomaly", {"train": versions.PROFILES["quick"]["anomaly"]})
+    version = versions.run_training(version.pk)
+    assert version.training_state == "succeeded", version.error
+    windows = version.comparison["fleet_replay.replay_windows (same windows)"]
+    assert windows["candidate"] == windows["promoted"] > 0
+    assert version.metrics["fleet_replay.replay_targets"] == (
+        Instance.objects.count() + Node.objects.count()
+    )
+    rate = version.comparison["fleet_replay.replay_alarms_per_target_day (same windows)"]
+    assert rate["candidate"] >= 0 and rate["promoted"] >= 0

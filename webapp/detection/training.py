@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 
-from webapp.detection import versions
+from webapp.detection import scoring, versions
 from webapp.detection.models import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -111,13 +112,26 @@ def train_anomaly(version: ModelVersion) -> dict:
         promoted,
         [k for k in metrics if k.startswith("validation")],
     )
-    if promoted is not None and windows:
+    # Both versions replayed over the same recent hours of this fleet: how noisy each would
+    # be here, which a simulated validation fleet cannot say of a real one.
+    now_ms = int(time.time() * 1000)
+    replay = scoring.replay(result.detector, now_ms)
+    metrics.update({f"fleet_replay.{k}": v for k, v in replay.items()})
+    if promoted is not None:
         current = AnomalyDetector.load(promoted.artefact_path)
-        before = labelled_history_agreement(current, windows)
-        comparison["labelled_agreement"] = {
-            "candidate": metrics.get("labelled_agreement"),
-            "promoted": before.get("labelled_agreement"),
-        }
+        if windows:
+            before = labelled_history_agreement(current, windows)
+            comparison["labelled_agreement"] = {
+                "candidate": metrics.get("labelled_agreement"),
+                "promoted": before.get("labelled_agreement"),
+            }
+        if replay["replay_windows"]:
+            before = scoring.replay(current, now_ms)
+            for key in ("replay_windows", "replay_alarm_events", "replay_alarms_per_target_day"):
+                comparison[f"fleet_replay.{key} (same windows)"] = {
+                    "candidate": replay[key],
+                    "promoted": before[key],
+                }
     return {
         "metrics": metrics,
         "comparison": comparison,
