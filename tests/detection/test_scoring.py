@@ -310,6 +310,10 @@ def test_a_fleet_replay_counts_what_a_version_would_have_raised_here(live_fleet,
     never = scoring.replay(detector, now_ms, hours=2)
     assert never["replay_windows"] == always["replay_windows"]
     assert never["replay_alarm_events"] == 0 and never["replay_alarms_per_target_day"] == 0
+    # The simulator feed recorded what it injected: alarming always finds every fault,
+    # never finds none.
+    assert always["replay_faults"] == never["replay_faults"] > 0
+    assert always["replay_recall"] == 1.0 and never["replay_recall"] == 0.0
     assert not query.select("telltale_anomaly_score") and not Anomaly.objects.exists()
 
 

@@ -67,7 +67,33 @@ def anomaly_live_check(
             raise ValueError("no promoted anomaly model; pass --since")
         since = promoted.promoted_at
     raised = list(Anomaly.objects.filter(start__gte=since - tolerance, start__lte=until))
-    anomalies = [_Span(a.level, a.instance_id, a.node_id, a.start, a.end) for a in raised]
+    alarms = [Alarm(a.level, a.instance_id, a.node_id, a.start, a.end, a.scenario) for a in raised]
+    result = judge(alarms, since, until, tolerance)
+    if result is None:  # a fleet without a simulator feed: precision 0 would be a lie
+        raise ValueError(
+            f"no injected cases recorded between {since:%Y-%m-%d %H:%M} and "
+            f"{until:%Y-%m-%d %H:%M} UTC: the live check needs a simulator feed's ground truth"
+        )
+    return {"since": since.isoformat(), "until": until.isoformat(), **result}
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """An alarm to judge: a stored anomaly, or an event of a replay that stored nothing."""
+
+    level: str
+    instance_id: int | None
+    node_id: int | None
+    start: datetime
+    end: datetime
+    scenario: str
+
+
+def judge(
+    alarms: list[Alarm], since: datetime, until: datetime, tolerance: timedelta = TOLERANCE
+) -> dict | None:
+    """The alarms against the cases injected in [since, until]; None when none were."""
+    anomalies = [_Span(a.level, a.instance_id, a.node_id, a.start, a.end) for a in alarms]
     # Every case under way in the period can explain an alarm; only those that began in it
     # (and not in its last minutes) are counted for recall and the deceptive FPR.
     cases = list(
@@ -75,11 +101,8 @@ def anomaly_live_check(
         .select_related("instance", "node")
         .order_by("start")
     )
-    if not cases:  # a fleet without a simulator feed: precision 0 would be a lie
-        raise ValueError(
-            f"no injected cases recorded between {since:%Y-%m-%d %H:%M} and "
-            f"{until:%Y-%m-%d %H:%M} UTC: the live check needs a simulator feed's ground truth"
-        )
+    if not cases:
+        return None
     spans = [
         _Span(c.level, c.instance_id if c.level == "vm" else None, c.node_id, c.start, c.end)
         for c in cases
@@ -90,7 +113,7 @@ def anomaly_live_check(
     decoys = [k for k, c in enumerate(cases) if c.kind == InjectedCase.KIND_DECEPTIVE and judged[k]]
     explained = []  # whether each anomaly overlaps a fault
     right_class = 0
-    for anomaly, span in zip(raised, anomalies, strict=True):
+    for anomaly, span in zip(alarms, anomalies, strict=True):
         found = [cases[k] for k in every_fault if _overlap(span, spans[k], tolerance)]
         explained.append(bool(found))
         right_class += any(c.scenario == anomaly.scenario for c in found)
@@ -108,8 +131,6 @@ def anomaly_live_check(
         for k in decoys
     )
     return {
-        "since": since.isoformat(),
-        "until": until.isoformat(),
         "anomalies": len(anomalies),
         "anomalies_matching_a_fault": matched,
         "precision": _rate(matched, len(anomalies)),

@@ -201,19 +201,25 @@ def replay(detector, now_ms: int, hours: float = REPLAY_HOURS) -> dict:
     """What ``detector`` would have raised on this fleet over the last ``hours``: the
     windows of up to ``REPLAY_TARGETS`` recently seen targets per level, every
     ``REPLAY_EVERY``, scored as the live rounds score them, and their flagged windows merged
-    into alarm events per target. Unlabelled, so it measures noise, not accuracy: a version
-    trained on simulated fleets may alarm more (or less) on a real fleet than its
-    validation said. Nothing is written."""
+    into alarm events per target. On its own this measures noise, not accuracy: a version
+    trained on simulated fleets may alarm more (or less) on a real fleet than its validation
+    said. Where a simulator feed recorded the cases it injected, the events are also judged
+    against them (as ``manage.py live_check`` judges stored anomalies). Nothing is written."""
+    from webapp.detection.livecheck import TOLERANCE, Alarm, judge
+
     end_ms = now_ms - now_ms % 60_000
     every_ms = int(REPLAY_EVERY.total_seconds() * 1000)
     ends = list(range(end_ms - int(hours * 3_600_000) + every_ms, end_ms + 1, every_ms))
-    scored = events = targets_scored = 0
-    since = datetime.fromtimestamp(end_ms / 1000, tz=UTC) - timedelta(hours=hours)
+    scored = targets_scored = 0
+    alarms: list[Alarm] = []
+    until = datetime.fromtimestamp(end_ms / 1000, tz=UTC)
+    since = until - timedelta(hours=hours)
     for level in ("vm", "host"):
         model = Instance if level == "vm" else Node
         rows = list(
             model.objects.filter(last_seen__gte=since).order_by("-last_seen")[:REPLAY_TARGETS]
         )
+        by_name = {r.name: r for r in rows}
         per_target: dict[str, list] = defaultdict(list)
         for end in ends:
             windows = [
@@ -223,16 +229,40 @@ def replay(detector, now_ms: int, hours: float = REPLAY_HOURS) -> dict:
             ]
             for score in detector.score(windows, explain="none") if windows else []:
                 per_target[score.target].append(score)
-        for scores in per_target.values():
+        for name, scores in per_target.items():
             scored += len(scores)
-            events += len(detector.events(scores))
+            row = by_name[name]
+            for event in detector.events(scores):
+                alarms.append(
+                    Alarm(
+                        level,
+                        row.pk if level == "vm" else None,
+                        row.node_id if level == "vm" else row.pk,
+                        datetime.fromtimestamp(event.start, tz=UTC) - REPLAY_EVERY,
+                        datetime.fromtimestamp(event.end, tz=UTC),
+                        event.scenario,
+                    )
+                )
         targets_scored += len(per_target)
     # Each window stands for REPLAY_EVERY of its target's time.
     target_days = scored * REPLAY_EVERY.total_seconds() / 86_400
-    return {
+    out = {
         "replay_hours": hours,
         "replay_targets": targets_scored,
         "replay_windows": scored,
-        "replay_alarm_events": events,
-        "replay_alarms_per_target_day": round(events / target_days, 3) if target_days else None,
+        "replay_alarm_events": len(alarms),
+        "replay_alarms_per_target_day": round(len(alarms) / target_days, 3)
+        if target_days
+        else None,
     }
+    # An event starts somewhere in the REPLAY_EVERY before its first flagged window (taken
+    # into its span above), the live rounds' tolerance on top.
+    truth = judge(alarms, since, until, TOLERANCE)
+    if truth is not None:
+        out.update(
+            {
+                f"replay_{key}": truth[key]
+                for key in ("faults", "faults_found", "recall", "precision", "deceptive_fpr")
+            }
+        )
+    return out

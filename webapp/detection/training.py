@@ -127,10 +127,10 @@ def train_anomaly(version: ModelVersion) -> dict:
             }
         if replay["replay_windows"]:
             before = scoring.replay(current, now_ms)
-            for key in ("replay_windows", "replay_alarm_events", "replay_alarms_per_target_day"):
+            for key in [k for k in replay if k not in ("replay_hours", "replay_targets")]:
                 comparison[f"fleet_replay.{key} (same windows)"] = {
                     "candidate": replay[key],
-                    "promoted": before[key],
+                    "promoted": before.get(key),
                 }
     return {
         "metrics": metrics,
