@@ -73,7 +73,7 @@ def metric_windows(
                 if target in sums
                 else np.full(shape, np.nan, np.float32)
             )
-    stated = {owner for owner in owners.values()}
+    stated = set(owners.values())
     _fill_derived(out, sources, stated, derivations, columns, times, step_ms)
     return out
 

@@ -66,7 +66,7 @@ def update_node(node: Node, **attributes) -> Node:
     return node
 
 
-REPORTED_WITHIN_MS = 15 * MINUTE_MS  # the newest capacity sample this recent counts
+REPORTED_WITHIN_MS = 5 * MINUTE_MS  # the newest capacity sample this recent counts
 
 
 def refresh_reported_capacity(now_ms: int | None = None) -> int:
@@ -84,13 +84,14 @@ def refresh_reported_capacity(now_ms: int | None = None) -> int:
     rules = derived.derivations_for(
         {d.metric for d in derived.CAPACITY_DERIVATIONS}, derived.CAPACITY_DERIVATIONS
     )
+    wanted = derived.sources_by_metric(rules)
     owners = {
         sid: (node_id, metric, labels or {})
         for sid, node_id, metric, labels in Series.objects.filter(
-            node_id__in=list(nodes),
-            instance__isnull=True,
-            metric__in=derived.source_metrics(rules),
+            node_id__in=list(nodes), instance__isnull=True, metric__in=list(wanted)
         ).values_list("id", "node_id", "metric", "labels")
+        # node_exporter's CPUs are counted by one mode's series, not all eight modes'
+        if any(source.matches(labels or {}) for source in wanted[metric])
     }
     series: dict[int, dict[str, list]] = {pk: {} for pk in nodes}
     for sid, (ts, values) in (
