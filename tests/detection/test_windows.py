@@ -3,7 +3,6 @@ node_exporter sends when a target does not state them."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import numpy as np
@@ -13,7 +12,7 @@ from ingest import scraper
 from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
 from ingest.types import MetricBatch
 from tests.conftest import series_samples
-from tests.support.servers import free_port, running
+from tests.support.servers import needs_node_exporter, node_exporter
 from webapp.detection.windows import metric_windows
 from webapp.telemetry import writer
 from webapp.telemetry.models import Instance, Node, ScrapeTarget
@@ -121,26 +120,10 @@ def test_the_agents_disk_busy_name_fills_the_models(store):
     )
 
 
-NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
-
-
-@pytest.mark.skipif(
-    not shutil.which(NODE_EXPORTER), reason="Debian prometheus-node-exporter is not installed"
-)
+@needs_node_exporter
 def test_the_real_node_exporter_scraped_twice_feeds_the_models(store):
-    port = free_port()
-    argv = [
-        NODE_EXPORTER,
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--collector.disable-defaults",
-        "--collector.cpu",
-        "--collector.meminfo",
-        "--collector.loadavg",
-        "--collector.filesystem",
-        "--collector.netdev",
-    ]
-    with running(argv, ready_port=port):
-        target = ScrapeTarget.objects.create(name="node", url=f"http://127.0.0.1:{port}/metrics")
+    with node_exporter("cpu", "meminfo", "loadavg", "filesystem", "netdev") as url:
+        target = ScrapeTarget.objects.create(name="node", url=url)
         assert scraper.scrape_target(target) is True
         time.sleep(1.5)  # two scrapes make a rate
         assert scraper.scrape_target(target) is True

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 
 from ingest import scraper
 from ingest.types import is_stale_marker
 from tests.conftest import wait_for
-from tests.support.servers import ExpositionServer, free_port, running
+from tests.support.servers import (
+    ExpositionServer,
+    free_port,
+    needs_node_exporter,
+    node_exporter,
+)
 from webapp.telemetry import query, services
 from webapp.telemetry.models import ScrapeTarget, Series
 from workers import tasks
@@ -103,25 +106,10 @@ def test_beat_task_scrapes_due_targets(clean_store, task_worker):
     assert Series.objects.filter(metric="jobs_total").count() == 2
 
 
-NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
-
-
-@pytest.mark.skipif(
-    not shutil.which(NODE_EXPORTER), reason="Debian prometheus-node-exporter is not installed"
-)
+@needs_node_exporter
 def test_scrapes_the_real_node_exporter(store):
-    port = free_port()
-    argv = [
-        NODE_EXPORTER,
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--collector.disable-defaults",
-        "--collector.cpu",
-        "--collector.meminfo",
-        "--collector.loadavg",
-        "--collector.filesystem",
-    ]
-    with running(argv, ready_port=port):
-        target = _target(f"http://127.0.0.1:{port}/metrics", name="node")
+    with node_exporter("cpu", "meminfo", "loadavg", "filesystem") as url:
+        target = _target(url, name="node")
         assert scraper.scrape_target(target) is True, ScrapeTarget.objects.get(
             pk=target.pk
         ).last_error

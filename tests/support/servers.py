@@ -3,12 +3,15 @@ free ports, and a managed subprocess."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import threading
 import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 
 def free_port() -> int:
@@ -78,3 +81,24 @@ def running(argv: list[str], ready_port: int | None = None, timeout: float = 30.
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+needs_node_exporter = pytest.mark.skipif(
+    not shutil.which(NODE_EXPORTER), reason="Debian prometheus-node-exporter is not installed"
+)
+
+
+@contextmanager
+def node_exporter(*collectors: str):
+    """Debian's node_exporter with only ``collectors``, on a free loopback port; yields
+    its /metrics URL."""
+    port = free_port()
+    argv = [
+        NODE_EXPORTER,
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--collector.disable-defaults",
+        *(f"--collector.{name}" for name in collectors),
+    ]
+    with running(argv, ready_port=port):
+        yield f"http://127.0.0.1:{port}/metrics"
