@@ -191,3 +191,23 @@ def _has_disks() -> bool:
     import psutil
 
     return bool(psutil.disk_io_counters(perdisk=True))
+
+
+def test_a_filesystem_metric_per_mountpoint_is_read_as_the_root_filesystems(store):
+    """The agent sends host_filesystem_utilization_ratio for each mountpoint; the models'
+    metric is the root filesystem's, not their mean."""
+    _write(
+        [
+            _gauge("host_filesystem_utilization_ratio", {"node": "n4", "mountpoint": "/"}, 0.5),
+            _gauge("host_filesystem_utilization_ratio", {"node": "n4", "mountpoint": "/boot"}, 0.9),
+            _gauge("host_filesystem_utilization_ratio", {"node": "n5", "mountpoint": "/data"}, 0.2),
+            _gauge("host_filesystem_utilization_ratio", {"node": "n5", "mountpoint": "/srv"}, 0.4),
+        ]
+    )
+    ids = [Node.objects.get(name=name).pk for name in ("n4", "n5")]
+    windows = metric_windows("host", ids, list(HOST_METRIC_NAMES), END, STEPS, STEP)
+    used = [
+        _column(windows[pk], HOST_METRIC_NAMES, "host_filesystem_utilization_ratio") for pk in ids
+    ]
+    np.testing.assert_allclose(used[0], 0.5)
+    np.testing.assert_allclose(used[1], 0.3)  # no root filesystem: the mean, as before

@@ -46,13 +46,24 @@ def metric_windows(
     owners: dict[int, tuple[int, int]] = {}
     sources: dict[int, tuple[int, str, dict]] = {}
     wanted = derived.sources_by_metric(derivations)
+    mountpoints: dict[int, str] = {}
     for sid, target, metric, labels in qs.values_list("id", field, "metric", "labels"):
         if metric in columns:
             owners[sid] = (target, columns[metric])
+            if "mountpoint" in (labels or {}):
+                mountpoints[sid] = labels["mountpoint"]
         elif any(source.matches(labels or {}) for source in wanted[metric]):
             # Only the series a derivation reads: node_exporter's five CPU modes it
             # does not need are most of a node's samples.
             sources[sid] = (target, metric, labels or {})
+    # The agent reports a filesystem metric per mountpoint; the models' one is the root
+    # filesystem's where there is one, not the mean over /boot, /home and the rest.
+    with_root = {owners[sid] for sid, mount in mountpoints.items() if mount == "/"}
+    owners = {
+        sid: owner
+        for sid, owner in owners.items()
+        if owner not in with_root or mountpoints.get(sid) == "/"
+    }
     times = grid(end_ms, steps, step_ms)
     start_ms = int(times[0]) - step_ms + 1
     data = get_store().read_raw(list(owners), start_ms, int(times[-1]) + 1)
