@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from pathlib import Path
@@ -65,6 +66,7 @@ def _size_bytes(text: str) -> float | None:
         return None
 
 
+@functools.cache  # the hardware does not change under a running agent; 4 files per CPU
 def last_level_cache_bytes(sysfs: Path = SYSFS) -> float | None:
     """The node's last-level cache: the size of each distinct highest-level cache (one per
     socket or die, shared by the CPUs its shared_cpu_list names), summed."""
@@ -123,6 +125,11 @@ class _Timex(ctypes.Structure):
     ]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
 STA_NANO = 0x2000  # offset in nanoseconds instead of microseconds
 TIME_ERROR = 5  # the clock is not synchronised
 
@@ -133,9 +140,8 @@ def clock_offset_seconds() -> float | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         timex = _Timex()  # modes 0: read only, no privilege needed
-        state = libc.adjtimex(ctypes.byref(timex))
+        state = _libc().adjtimex(ctypes.byref(timex))
     except (OSError, AttributeError):
         return None
     if state < 0 or state == TIME_ERROR:

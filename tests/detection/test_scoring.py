@@ -301,13 +301,13 @@ def test_a_fleet_replay_counts_what_a_version_would_have_raised_here(live_fleet,
     now_ms = int(time.time() * 1000)
     targets = Instance.objects.count() + Node.objects.count()
     detector.thresholds = Thresholds(default=0.0)  # every window alarms
-    always = scoring.replay(detector, now_ms, hours=2)
+    (always,) = scoring.replay([detector], now_ms, hours=2)
     assert always["replay_targets"] == targets
     # Windows every 15 minutes over two hours of data: about eight per target.
     assert 7 * targets <= always["replay_windows"] <= 8 * targets
     assert always["replay_alarm_events"] == targets  # one unbroken alarm each
     detector.thresholds = Thresholds(default=101.0)  # none can
-    never = scoring.replay(detector, now_ms, hours=2)
+    (never,) = scoring.replay([detector], now_ms, hours=2)
     assert never["replay_windows"] == always["replay_windows"]
     assert never["replay_alarm_events"] == 0 and never["replay_alarms_per_target_day"] == 0
     # The simulator feed recorded what it injected: alarming always finds every fault,
@@ -320,17 +320,28 @@ def test_a_fleet_replay_counts_what_a_version_would_have_raised_here(live_fleet,
 def test_a_new_version_is_replayed_beside_the_promoted_one_on_this_fleet(
     live_fleet, anomaly_artefact, tmp_path, settings
 ):
+    """The promoted version's column is its own replay: a promoted copy that alarms on every
+    window shows one unbroken alarm per target and every injected fault found, whatever the
+    new version does."""
+    import json
+    import shutil
+
     from webapp.detection import versions
 
     settings.VAR_DIR = tmp_path
-    promote_artefact("anomaly", anomaly_artefact)
+    always = tmp_path / "always-alarms"
+    shutil.copytree(anomaly_artefact, always)
+    (always / "thresholds.json").write_text(json.dumps({"default": 0.0, "groups": {}}))
+    promote_artefact("anomaly", str(always))
     version = versions.create_version("anomaly", {"train": versions.PROFILES["quick"]["anomaly"]})
     version = versions.run_training(version.pk)
     assert version.training_state == "succeeded", version.error
+    targets = Instance.objects.count() + Node.objects.count()
     windows = version.comparison["fleet_replay.replay_windows (same windows)"]
     assert windows["candidate"] == windows["promoted"] > 0
-    assert version.metrics["fleet_replay.replay_targets"] == (
-        Instance.objects.count() + Node.objects.count()
-    )
+    assert version.metrics["fleet_replay.replay_targets"] == targets
+    events = version.comparison["fleet_replay.replay_alarm_events (same windows)"]
+    assert events["promoted"] == targets and events["candidate"] <= windows["candidate"]
+    assert version.comparison["fleet_replay.replay_recall (same windows)"]["promoted"] == 1.0
     rate = version.comparison["fleet_replay.replay_alarms_per_target_day (same windows)"]
     assert rate["candidate"] >= 0 and rate["promoted"] >= 0

@@ -148,9 +148,7 @@ def test_opentelemetry_names_under_either_cpu_mode_label_and_memory_states():
     found = derived.derivations_for(["host_cpu_utilization_ratio", "host_memory_utilization_ratio"])
 
     def first(metric, series):
-        return next(
-            v for d in found[metric] if (v := derived.derive(d, series, TIMES, STEP)) is not None
-        )
+        return derived.first_derived(found[metric], series, TIMES, STEP)[1]
 
     # The current semantic conventions' cpu.mode, without a wait mode: busy is all but idle.
     cpus = {
@@ -195,19 +193,30 @@ def test_capacity_in_the_units_people_state_it_agent_first():
         derived.NODE_CPU: [({"cpu": str(c), "mode": "idle"}, ts, one) for c in range(4)],
     }
     rules = derived.derivations_for(["cores", "llc_mb", "net"], derived.CAPACITY_DERIVATIONS)
-    first = {
-        key: next(
-            (d.origin, v[0])
-            for d in found
-            if (v := derived.derive(d, series, TIMES[:1], STEP)) is not None
-        )
-        for key, found in rules.items()
-    }
+    first = {}
+    for key, found in rules.items():
+        derivation, values = derived.first_derived(found, series, TIMES[:1], STEP)
+        first[key] = (derivation.origin, values[0])
     assert first == {
         "cores": ("Telltale agent", 16.0),
         "llc_mb": ("Telltale agent", 32.0),
         "net": ("Telltale agent", 25.0),
     }
-    del series["host_cpu_count"]
-    exporter = next(d for d in rules["cores"] if d.origin == "node_exporter")
-    assert derived.derive(exporter, series, TIMES[:1], STEP).tolist() == [4.0]  # CPUs counted
+    del series["host_cpu_count"]  # then node_exporter's CPUs are counted
+    derivation, values = derived.first_derived(rules["cores"], series, TIMES[:1], STEP)
+    assert (derivation.origin, values.tolist()) == ("node_exporter", [4.0])
+
+
+def test_a_derivation_whose_series_hold_no_sample_on_the_grid_gives_way_to_the_next():
+    late = np.array([20 * STEP])  # after every grid time
+    series = {
+        "host_disk_io_time_ratio": [({}, late, np.array([0.9]))],
+        "node_disk_io_time_seconds_total": [({"device": "sda"}, *_counter(0.25))],
+    }
+    found = derived.derivations_for(["host_disk_io_utilization_ratio"])
+    derivation, values = derived.first_derived(
+        found["host_disk_io_utilization_ratio"], series, TIMES, STEP
+    )
+    assert derivation.origin == "node_exporter"
+    np.testing.assert_allclose(values, 0.25)
+    assert derived.first_derived(found["host_disk_io_utilization_ratio"], {}, TIMES, STEP) is None

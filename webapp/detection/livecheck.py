@@ -20,15 +20,19 @@ TOLERANCE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
-class _Span:
+class Span:
+    """What a stretch of time is about: an alarm (a stored anomaly, or a replay's event) or
+    an injected case."""
+
     level: str
     instance_id: int | None
     node_id: int | None
     start: datetime
     end: datetime
+    scenario: str = ""
 
 
-def _same_target(a: _Span, b: _Span) -> bool:
+def _same_target(a: Span, b: Span) -> bool:
     if a.level != b.level:
         return False
     if a.level == "vm":
@@ -36,7 +40,7 @@ def _same_target(a: _Span, b: _Span) -> bool:
     return a.node_id is not None and a.node_id == b.node_id
 
 
-def _overlap(a: _Span, b: _Span, tolerance: timedelta) -> bool:
+def _overlap(a: Span, b: Span, tolerance: timedelta) -> bool:
     return _same_target(a, b) and a.start <= b.end + tolerance and a.end >= b.start - tolerance
 
 
@@ -67,7 +71,7 @@ def anomaly_live_check(
             raise ValueError("no promoted anomaly model; pass --since")
         since = promoted.promoted_at
     raised = list(Anomaly.objects.filter(start__gte=since - tolerance, start__lte=until))
-    alarms = [Alarm(a.level, a.instance_id, a.node_id, a.start, a.end, a.scenario) for a in raised]
+    alarms = [Span(a.level, a.instance_id, a.node_id, a.start, a.end, a.scenario) for a in raised]
     result = judge(alarms, since, until, tolerance)
     if result is None:  # a fleet without a simulator feed: precision 0 would be a lie
         raise ValueError(
@@ -77,23 +81,10 @@ def anomaly_live_check(
     return {"since": since.isoformat(), "until": until.isoformat(), **result}
 
 
-@dataclass(frozen=True)
-class Alarm:
-    """An alarm to judge: a stored anomaly, or an event of a replay that stored nothing."""
-
-    level: str
-    instance_id: int | None
-    node_id: int | None
-    start: datetime
-    end: datetime
-    scenario: str
-
-
 def judge(
-    alarms: list[Alarm], since: datetime, until: datetime, tolerance: timedelta = TOLERANCE
+    alarms: list[Span], since: datetime, until: datetime, tolerance: timedelta = TOLERANCE
 ) -> dict | None:
     """The alarms against the cases injected in [since, until]; None when none were."""
-    anomalies = [_Span(a.level, a.instance_id, a.node_id, a.start, a.end) for a in alarms]
     # Every case under way in the period can explain an alarm; only those that began in it
     # (and not in its last minutes) are counted for recall and the deceptive FPR.
     cases = list(
@@ -104,7 +95,7 @@ def judge(
     if not cases:
         return None
     spans = [
-        _Span(c.level, c.instance_id if c.level == "vm" else None, c.node_id, c.start, c.end)
+        Span(c.level, c.instance_id if c.level == "vm" else None, c.node_id, c.start, c.end)
         for c in cases
     ]
     judged = [since <= c.start <= until - tolerance for c in cases]
@@ -113,27 +104,27 @@ def judge(
     decoys = [k for k, c in enumerate(cases) if c.kind == InjectedCase.KIND_DECEPTIVE and judged[k]]
     explained = []  # whether each anomaly overlaps a fault
     right_class = 0
-    for anomaly, span in zip(alarms, anomalies, strict=True):
-        found = [cases[k] for k in every_fault if _overlap(span, spans[k], tolerance)]
+    for alarm in alarms:
+        found = [cases[k] for k in every_fault if _overlap(alarm, spans[k], tolerance)]
         explained.append(bool(found))
-        right_class += any(c.scenario == anomaly.scenario for c in found)
+        right_class += any(c.scenario == alarm.scenario for c in found)
     matched = sum(explained)
-    hit = [any(_overlap(a, spans[k], tolerance) for a in anomalies) for k in range(len(cases))]
+    hit = [any(_overlap(a, spans[k], tolerance) for a in alarms) for k in range(len(cases))]
     found_faults = sum(hit[k] for k in faults)
     # A deceptive case counts as alarmed only by an anomaly no fault explains (a backup
     # running during a real swap storm on the same VM is not what raised that alarm).
     alarmed_decoys = sum(
         any(
             _overlap(a, spans[k], tolerance)
-            for a, ok in zip(anomalies, explained, strict=True)
+            for a, ok in zip(alarms, explained, strict=True)
             if not ok
         )
         for k in decoys
     )
     return {
-        "anomalies": len(anomalies),
+        "anomalies": len(alarms),
         "anomalies_matching_a_fault": matched,
-        "precision": _rate(matched, len(anomalies)),
+        "precision": _rate(matched, len(alarms)),
         "faults": len(faults),
         "faults_found": found_faults,
         "recall": _rate(found_faults, len(faults)),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -69,6 +70,12 @@ def windows_for(detector, level: str, rows, end_ms: int):
     return [Window(r.name, level, end_ms / 1000, matrices[r.pk], logs.get(r.pk, [])) for r in rows]
 
 
+def with_data(windows: list) -> list:
+    """The windows with a sample or a log line. One without says nothing about its target
+    (stopped, or its data is late): scoring it would judge an empty window."""
+    return [w for w in windows if w.logs or not np.isnan(w.metrics).all()]
+
+
 def score_fleet(now_ms: int | None = None) -> dict:
     version, detector = versions.load_promoted(ModelVersion.KIND_ANOMALY, _load)
     if detector is None:
@@ -83,11 +90,9 @@ def score_fleet(now_ms: int | None = None) -> dict:
         if not rows:
             continue
         windows = windows_for(detector, level, rows, end_ms)
-        # A window without a sample or a log line says nothing about its target (stopped,
-        # or its data is late): scoring it would judge an empty window.
-        with_data = [w for w in windows if w.logs or not np.isnan(w.metrics).all()]
-        counts["without_data"] += len(windows) - len(with_data)
-        windows = with_data
+        scorable = with_data(windows)
+        counts["without_data"] += len(windows) - len(scorable)
+        windows = scorable
         scores = detector.score(windows) if windows else []
         by_name = {r.name: r for r in rows}
         for score in scores:
@@ -197,72 +202,80 @@ REPLAY_EVERY = timedelta(minutes=15)
 REPLAY_TARGETS = 100  # per level: the most recently seen
 
 
-def replay(detector, now_ms: int, hours: float = REPLAY_HOURS) -> dict:
-    """What ``detector`` would have raised on this fleet over the last ``hours``: the
-    windows of up to ``REPLAY_TARGETS`` recently seen targets per level, every
+def replay(detectors: Sequence, now_ms: int, hours: float = REPLAY_HOURS) -> list[dict]:
+    """What each of ``detectors`` would have raised on this fleet over the last ``hours``:
+    the windows of up to ``REPLAY_TARGETS`` recently seen targets per level, every
     ``REPLAY_EVERY``, scored as the live rounds score them, and their flagged windows merged
-    into alarm events per target. On its own this measures noise, not accuracy: a version
-    trained on simulated fleets may alarm more (or less) on a real fleet than its validation
-    said. Where a simulator feed recorded the cases it injected, the events are also judged
+    into alarm events per target. Detectors that read the same window shape share each
+    window read. On its own this measures noise, not accuracy: a version trained on
+    simulated fleets may alarm more (or less) on a real fleet than its validation said.
+    Where a simulator feed recorded the cases it injected, the events are also judged
     against them (as ``manage.py live_check`` judges stored anomalies). Nothing is written."""
-    from webapp.detection.livecheck import TOLERANCE, Alarm, judge
-
     end_ms = now_ms - now_ms % 60_000
     every_ms = int(REPLAY_EVERY.total_seconds() * 1000)
-    ends = list(range(end_ms - int(hours * 3_600_000) + every_ms, end_ms + 1, every_ms))
-    scored = targets_scored = 0
-    alarms: list[Alarm] = []
+    ends = range(end_ms - int(hours * 3_600_000) + every_ms, end_ms + 1, every_ms)
     until = datetime.fromtimestamp(end_ms / 1000, tz=UTC)
     since = until - timedelta(hours=hours)
+    rows: dict[tuple[str, str], Instance | Node] = {}
+    scores: list[dict[tuple[str, str], list]] = [defaultdict(list) for _ in detectors]
     for level in ("vm", "host"):
         model = Instance if level == "vm" else Node
-        rows = list(
+        recent = list(
             model.objects.filter(last_seen__gte=since).order_by("-last_seen")[:REPLAY_TARGETS]
         )
-        by_name = {r.name: r for r in rows}
-        per_target: dict[str, list] = defaultdict(list)
+        rows.update({(level, r.name): r for r in recent})
         for end in ends:
-            windows = [
-                w
-                for w in windows_for(detector, level, rows, end)
-                if w.logs or not np.isnan(w.metrics).all()
-            ]
-            for score in detector.score(windows, explain="none") if windows else []:
-                per_target[score.target].append(score)
-        for name, scores in per_target.items():
-            scored += len(scores)
-            row = by_name[name]
-            for event in detector.events(scores):
-                alarms.append(
-                    Alarm(
-                        level,
-                        row.pk if level == "vm" else None,
-                        row.node_id if level == "vm" else row.pk,
-                        datetime.fromtimestamp(event.start, tz=UTC) - REPLAY_EVERY,
-                        datetime.fromtimestamp(event.end, tz=UTC),
-                        event.scenario,
-                    )
+            read: dict[tuple, list] = {}
+            for k, detector in enumerate(detectors):
+                shape = (
+                    detector.window_steps,
+                    detector.step_seconds,
+                    tuple(detector.metric_names[level]),
                 )
-        targets_scored += len(per_target)
-    # Each window stands for REPLAY_EVERY of its target's time.
-    target_days = scored * REPLAY_EVERY.total_seconds() / 86_400
+                if shape not in read:
+                    read[shape] = with_data(windows_for(detector, level, recent, end))
+                windows = read[shape]
+                for score in detector.score(windows, explain="none") if windows else []:
+                    scores[k][(level, score.target)].append(score)
+    return [
+        _replayed(detector, found, rows, since, until, hours)
+        for detector, found in zip(detectors, scores, strict=True)
+    ]
+
+
+def _replayed(detector, scores: dict, rows: dict, since, until, hours: float) -> dict:
+    """One detector's replay figures from its scores per (level, target name)."""
+    from webapp.detection.livecheck import TOLERANCE, Span, judge
+
+    alarms = []
+    for (level, name), found in scores.items():
+        row = rows[(level, name)]
+        for event in detector.events(found):
+            alarms.append(
+                Span(
+                    level,
+                    row.pk if level == "vm" else None,
+                    row.node_id if level == "vm" else row.pk,
+                    # The event began somewhere in the REPLAY_EVERY before its first
+                    # flagged window; judge() adds the live rounds' tolerance on top.
+                    datetime.fromtimestamp(event.start, tz=UTC) - REPLAY_EVERY,
+                    datetime.fromtimestamp(event.end, tz=UTC),
+                    event.scenario,
+                )
+            )
+    windows = sum(len(found) for found in scores.values())
+    target_days = windows * REPLAY_EVERY.total_seconds() / 86_400  # a window per REPLAY_EVERY
     out = {
         "replay_hours": hours,
-        "replay_targets": targets_scored,
-        "replay_windows": scored,
+        "replay_targets": len(scores),
+        "replay_windows": windows,
         "replay_alarm_events": len(alarms),
         "replay_alarms_per_target_day": round(len(alarms) / target_days, 3)
         if target_days
         else None,
     }
-    # An event starts somewhere in the REPLAY_EVERY before its first flagged window (taken
-    # into its span above), the live rounds' tolerance on top.
     truth = judge(alarms, since, until, TOLERANCE)
     if truth is not None:
-        out.update(
-            {
-                f"replay_{key}": truth[key]
-                for key in ("faults", "faults_found", "recall", "precision", "deceptive_fpr")
-            }
-        )
+        keys = ("faults", "faults_found", "recall", "precision", "deceptive_fpr")
+        out.update({f"replay_{key}": truth[key] for key in keys})
     return out

@@ -114,24 +114,23 @@ def train_anomaly(version: ModelVersion) -> dict:
     )
     # Both versions replayed over the same recent hours of this fleet: how noisy each would
     # be here, which a simulated validation fleet cannot say of a real one.
-    now_ms = int(time.time() * 1000)
-    replay = scoring.replay(result.detector, now_ms)
+    current = AnomalyDetector.load(promoted.artefact_path) if promoted is not None else None
+    replay, *before = scoring.replay(
+        [result.detector, *([current] if current else [])], int(time.time() * 1000)
+    )
     metrics.update({f"fleet_replay.{k}": v for k, v in replay.items()})
-    if promoted is not None:
-        current = AnomalyDetector.load(promoted.artefact_path)
-        if windows:
-            before = labelled_history_agreement(current, windows)
-            comparison["labelled_agreement"] = {
-                "candidate": metrics.get("labelled_agreement"),
-                "promoted": before.get("labelled_agreement"),
+    if current is not None and windows:
+        agreement = labelled_history_agreement(current, windows)
+        comparison["labelled_agreement"] = {
+            "candidate": metrics.get("labelled_agreement"),
+            "promoted": agreement.get("labelled_agreement"),
+        }
+    if before and replay["replay_windows"]:
+        for key in [k for k in replay if k not in ("replay_hours", "replay_targets")]:
+            comparison[f"fleet_replay.{key} (same windows)"] = {
+                "candidate": replay[key],
+                "promoted": before[0].get(key),
             }
-        if replay["replay_windows"]:
-            before = scoring.replay(current, now_ms)
-            for key in [k for k in replay if k not in ("replay_hours", "replay_targets")]:
-                comparison[f"fleet_replay.{key} (same windows)"] = {
-                    "candidate": replay[key],
-                    "promoted": before.get(key),
-                }
     return {
         "metrics": metrics,
         "comparison": comparison,

@@ -19,6 +19,17 @@ def grid(end_ms: int, steps: int, step_ms: int) -> np.ndarray:
     return last - step_ms * np.arange(steps - 1, -1, -1, dtype=np.int64)
 
 
+def _model_series(level: str, target_ids: list[int], metric_names, derivations):
+    """The targets' series of the models' metrics and of what derives them: an instance's
+    own, or a node's that belong to no instance."""
+    field = "instance_id" if level == "vm" else "node_id"
+    qs = Series.objects.filter(
+        **{f"{field}__in": target_ids},
+        metric__in=[*metric_names, *derived.source_metrics(derivations)],
+    )
+    return qs if level == "vm" else qs.filter(instance__isnull=True)
+
+
 def metric_windows(
     level: str,
     target_ids: list[int],
@@ -36,12 +47,7 @@ def metric_windows(
         return {}
     field = "instance_id" if level == "vm" else "node_id"
     derivations = derived.derivations_for(metric_names)
-    qs = Series.objects.filter(
-        **{f"{field}__in": target_ids},
-        metric__in=[*metric_names, *derived.source_metrics(derivations)],
-    )
-    if level != "vm":
-        qs = qs.filter(instance__isnull=True)
+    qs = _model_series(level, target_ids, metric_names, derivations)
     columns = {name: i for i, name in enumerate(metric_names)}
     owners: dict[int, tuple[int, int]] = {}
     sources: dict[int, tuple[int, str, dict]] = {}
@@ -91,7 +97,7 @@ def metric_windows(
 
 def _fill_derived(out, sources, stated, derivations, columns, times, step_ms) -> None:
     """Fill each target's metrics that it does not state from the exporters' series it
-    sends (``webapp.telemetry.derived``); the first derivation whose sources exist wins."""
+    sends (``webapp.telemetry.derived``): the first derivation that gives a value."""
     if not sources:
         return
     data = get_store().read_raw(
@@ -106,13 +112,10 @@ def _fill_derived(out, sources, stated, derivations, columns, times, step_ms) ->
     for target, series in by_target.items():
         for metric, candidates in derivations.items():
             column = columns[metric]
-            if (target, column) in stated:
-                continue
-            for derivation in candidates:
-                values = derived.derive(derivation, series, times, step_ms)
-                if values is not None:
-                    out[target][:, column] = values.astype(np.float32)
-                    break
+            if (target, column) not in stated and (
+                found := derived.first_derived(candidates, series, times, step_ms)
+            ):
+                out[target][:, column] = found[1].astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -127,19 +130,14 @@ def model_inputs(
 ) -> list[ModelInput]:
     """How a target provides each metric the models read (by default the catalogue they are
     trained on): as stated, derived from exporter series it sends (the first derivation
-    whose series all exist, as ``metric_windows`` tries them), or not at all. Reads series,
-    not samples."""
+    whose series all exist; ``metric_windows`` also needs their samples), or not at all.
+    Reads series, not samples."""
     if metric_names is None:
         from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
 
         metric_names = list(VM_METRIC_NAMES if level == "vm" else HOST_METRIC_NAMES)
-    field = "instance_id" if level == "vm" else "node_id"
     derivations = derived.derivations_for(metric_names)
-    qs = Series.objects.filter(
-        **{field: target_id}, metric__in=[*metric_names, *derived.source_metrics(derivations)]
-    )
-    if level != "vm":
-        qs = qs.filter(instance__isnull=True)
+    qs = _model_series(level, [target_id], metric_names, derivations)
     sent: dict[str, list[dict]] = defaultdict(list)
     for metric, labels in qs.values_list("metric", "labels"):
         sent[metric].append(labels or {})

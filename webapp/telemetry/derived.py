@@ -147,6 +147,21 @@ def derive(
     return np.where(np.isfinite(out), out, np.nan)
 
 
+def first_derived(
+    candidates: Iterable[Derivation],
+    series: dict[str, list[tuple[dict, np.ndarray, np.ndarray]]],
+    times: np.ndarray,
+    step_ms: int,
+) -> tuple[Derivation, np.ndarray] | None:
+    """The first of ``candidates`` (one metric's derivations, in order) that gives a value
+    at any grid time, with its values; None when none does."""
+    for derivation in candidates:
+        values = derive(derivation, series, times, step_ms)
+        if values is not None and np.isfinite(values).any():
+            return derivation, values
+    return None
+
+
 def _clip01(x: np.ndarray) -> np.ndarray:
     return np.clip(x, 0.0, 1.0)
 

@@ -104,11 +104,9 @@ def refresh_reported_capacity(now_ms: int | None = None) -> int:
     for pk, node in nodes.items():
         figures, origins = {}, {}
         for key, candidates in rules.items():
-            for rule in candidates:
-                value = derived.derive(rule, series[pk], times, REPORTED_WITHIN_MS + 1)
-                if value is not None and np.isfinite(value[0]) and value[0] > 0:
-                    figures[key], origins[key] = round(float(value[0]), 3), rule.origin
-                    break
+            found = derived.first_derived(candidates, series[pk], times, REPORTED_WITHIN_MS + 1)
+            if found and found[1][0] > 0:  # virtio NICs report a speed of -1 Mbit/s
+                figures[key], origins[key] = round(float(found[1][0]), 3), found[0].origin
         reported = {"figures": figures, "origins": origins} if figures else {}
         if reported != node.reported_capacity:
             update_node(node, reported_capacity=reported)
