@@ -133,13 +133,15 @@ class Collector:
             if n in whole and not n.startswith(VIRTUAL_DISK_PREFIXES)
         }
 
-    @staticmethod
-    def _nic_counters() -> dict[str, tuple]:
+    def _nic_counters(self) -> dict[str, tuple]:
         counters = psutil.net_io_counters(pernic=True, nowrap=True) or {}
+        # Bridges, bonds, VLANs and container interfaces carry traffic a physical NIC also
+        # counts; sysfs says which they are (the prefixes cover hosts without it).
+        virtual = hardware.virtual_nic_names(self.sysfs)
         return {
             n: (c.bytes_recv, c.bytes_sent, c.errin + c.errout)
             for n, c in counters.items()
-            if not n.startswith(VIRTUAL_NIC_PREFIXES)
+            if n not in virtual and not n.startswith(VIRTUAL_NIC_PREFIXES)
         }
 
     @staticmethod

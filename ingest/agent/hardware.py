@@ -36,13 +36,22 @@ def ecc_corrected_errors(sysfs: Path = SYSFS) -> float | None:
     return _sum([_read_number(p) for p in (sysfs / "devices/system/edac/mc").glob("mc*/ce_count")])
 
 
-def _physical_nics(sysfs: Path) -> list[Path]:
-    """NICs backed by a device. One under devices/virtual (loopback, bridges, veth, tunnels)
-    has no link of its own."""
+def _nics(sysfs: Path) -> list[tuple[Path, bool]]:
+    """Every NIC with whether it is virtual: one under devices/virtual (loopback, bridges,
+    bonds, VLANs, veth, tunnels) has no link of its own, and its traffic also crosses a
+    physical NIC (a bond's members are physical)."""
     net = sysfs / "class/net"
     if not net.is_dir():
         return []
-    return [nic for nic in net.iterdir() if "/devices/virtual/" not in os.path.realpath(nic)]
+    return [(nic, "/devices/virtual/" in os.path.realpath(nic)) for nic in net.iterdir()]
+
+
+def _physical_nics(sysfs: Path) -> list[Path]:
+    return [nic for nic, virtual in _nics(sysfs) if not virtual]
+
+
+def virtual_nic_names(sysfs: Path = SYSFS) -> set[str]:
+    return {nic.name for nic, virtual in _nics(sysfs) if virtual}
 
 
 def nic_carrier_changes(sysfs: Path = SYSFS) -> float | None:

@@ -446,6 +446,38 @@ def test_collector_reads_hardware_health_from_sysfs(tmp_path):
     assert values["host_llc_bytes"] == 2 * 32 * 2**20  # one L3 per socket
 
 
+def test_network_counts_each_byte_on_its_physical_nic_once(tmp_path, monkeypatch):
+    """eth0 and eth1 are a bond's members; the bond, a VLAN on it and a bridge over it carry
+    the same bytes again, as loopback and a container's veth carry host-local ones."""
+    from types import SimpleNamespace
+
+    from ingest.agent import collector as collector_module
+
+    sysfs = _fake_sysfs(tmp_path)
+    (sysfs / "devices/pci0000:00/0000:00:03.1/net/eth1").mkdir(parents=True)
+    (sysfs / "class/net/eth1").symlink_to(sysfs / "devices/pci0000:00/0000:00:03.1/net/eth1")
+    for nic in ("bond0", "bond0.200", "docker0"):
+        (sysfs / "devices/virtual/net" / nic).mkdir(parents=True)
+        (sysfs / "class/net" / nic).symlink_to(sysfs / "devices/virtual/net" / nic)
+    received = {"eth0": 600, "eth1": 400, "bond0": 1000, "bond0.200": 300, "br0": 1000}
+    received |= {"lo": 5000, "docker0": 200, "veth1a2b": 200}
+    readings = iter([0, 1])
+
+    def counters(pernic, nowrap):
+        n = next(readings)
+        return {
+            nic: SimpleNamespace(bytes_recv=per_second * n * 10, bytes_sent=0, errin=0, errout=0)
+            for nic, per_second in received.items()
+        }
+
+    monkeypatch.setattr(collector_module.psutil, "net_io_counters", counters)
+    ticks = iter([100.0, 110.0])
+    collector = Collector("node-a", sysfs=sysfs, clock=lambda: next(ticks))
+    collector.collect()
+    values = {s.metric: s.values[0] for s in collector.collect()}
+    assert values["host_network_receive_bytes_per_second"] == 1000
+
+
 def test_hardware_the_host_does_not_expose_is_left_out(tmp_path):
     names = {s.metric for s in Collector("node-a", sysfs=tmp_path).collect()}
     assert not names & {

@@ -59,6 +59,12 @@ def test_devices_that_double_count_traffic_are_left_out_and_the_rest_summed():
             ({"device": "lo"}, *_counter(9e9)),
             ({"device": "docker0"}, *_counter(9e9)),
             ({"device": "veth12ab"}, *_counter(9e9)),
+            # eth0 and eth1 are a bond's members: the bond's counters are their sum, and a
+            # VLAN on the bond is the same traffic again.
+            ({"device": "bond0"}, *_counter(1500.0)),
+            ({"device": "bond0.200"}, *_counter(700.0)),
+            ({"device": "br0"}, *_counter(1500.0)),
+            ({"device": "vmbr0"}, *_counter(1500.0)),
         ],
         "node_disk_read_bytes_total": [
             ({"device": "sda"}, *_counter(4096.0)),
@@ -130,6 +136,21 @@ def test_every_derivation_fills_a_metric_the_models_read(level):
     found = derived.derivations_for(names)
     assert len(found) >= 8
     assert {d.metric for d in derived.DERIVATIONS if d.metric.startswith(level)} <= set(names)
+
+
+def test_the_clock_offset_is_read_only_while_ntp_disciplines_the_clock():
+    ts = np.arange(1, 9, dtype=np.int64) * STEP - 1_000
+    series = {
+        "node_timex_offset_seconds": [({}, ts, np.full(8, 0.25))],
+        "node_timex_sync_status": [({}, ts, np.array([1, 1, 1, 0, 0, 1, 1, 1.0]))],
+    }
+    (offset,) = derived.derivations_for(["host_clock_offset_seconds"])["host_clock_offset_seconds"]
+    values = derived.derive(offset, series, TIMES, STEP)
+    assert values[[0, 1, 2, 5, 6, 7]].tolist() == [0.25] * 6
+    assert np.isnan(values[[3, 4]]).all()
+    # An exporter that does not say whether the clock is synchronised gives no offset.
+    del series["node_timex_sync_status"]
+    assert derived.derive(offset, series, TIMES, STEP) is None
 
 
 def test_a_node_answered_if_any_of_its_scrape_targets_did():

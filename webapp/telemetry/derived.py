@@ -30,11 +30,15 @@ MAX_RATE_GAP_MS = 10 * 60_000
 # How far before the first grid step a counter's previous sample is looked for.
 RATE_LOOKBACK_MS = 5 * 60_000
 
-# Besides the agent's: bridges, taps and overlay devices carry traffic that also crosses a
-# physical NIC, so counting them would count it twice.
+# Besides the agent's: bridges, taps, overlay and tunnel devices, bonds and VLANs carry
+# traffic that also crosses a physical NIC, so counting them would count it twice. A bond's
+# members are physical and are counted; the bond is not (its counters are their sum). The
+# agent reads which NICs are virtual from sysfs; an exporter's series say only the name.
 VIRTUAL_NICS = re.compile(
-    "^(" + "|".join(VIRTUAL_NIC_PREFIXES) + "|tap|vnet|virbr|docker|br-|cali|flannel|cni|"
-    "kube-|tun|vxlan|genev|wg)"
+    "^(" + "|".join(VIRTUAL_NIC_PREFIXES) + "|tap|vnet|virbr|vmbr|docker|br-|br[0-9]|cali|"
+    "flannel|cni|kube-|cilium|weave|lxc|ovs|tun|vxlan|genev|gre|ipip|sit|ip6|wg|bond|team|"
+    "vlan|macvtap|dummy|ifb)"
+    r"|.*\.[0-9]+$"  # eth0.100: a VLAN on eth0
 )
 # Partitions are counted again on their disk (node_exporter leaves them out by default;
 # OpenTelemetry's host metrics and psutil do not).
@@ -408,7 +412,15 @@ DERIVATIONS: tuple[Derivation, ...] = (
     _same("host_ecc_errors_total", Source("node_edac_correctable_errors_total")),
     _same("host_nic_link_flaps_total", _nic("node_network_carrier_changes_total", rate=False)),
     _same("host_temperature_celsius", Source("node_hwmon_temp_celsius", combine="max")),
-    _same("host_clock_offset_seconds", Source("node_timex_offset_seconds")),
+    # The offset of a clock NTP does not discipline is stale, not a measurement: left out,
+    # as the agent leaves it out.
+    _one(
+        "host_clock_offset_seconds",
+        (
+            (Source("node_timex_offset_seconds"), Source("node_timex_sync_status")),
+            lambda offset, synced: np.where(synced == 1, offset, np.nan),
+        ),
+    ),
     # Telltale's scraper writes ``up`` for each target on the node (as Prometheus does, and
     # forwards by remote_write): the node answered if any of them did.
     _same("host_agent_up", Source("up", combine="max"), "scrape up"),
