@@ -67,6 +67,27 @@ def test_node_and_instance_pages_chart_their_metrics(viewer_client, store):
     assert "vm_cpu_utilization_ratio" in dict(response.context["figures"])
 
 
+def test_instance_page_names_a_node_that_still_sends_its_series_after_it_moved(
+    viewer_client, store
+):
+    def send(node, at):
+        labels = {"node": node, "vm": "vm-moved"}
+        batch = MetricBatch(
+            series=[series_samples("vm_cpu_utilization_ratio", labels, [(at, 0.5)])]
+        )
+        writer.write_metrics(batch, source="test", client="t")
+
+    send("old-node", NOW - 120_000)
+    page = viewer_client.get(reverse("instance_detail", args=["vm-moved"])).content.decode()
+    assert 'id="also-reporting"' not in page
+    send("new-node", NOW - 60_000)
+    send("old-node", NOW - 45_000)  # a stale exporter where it ran before
+    page = viewer_client.get(reverse("instance_detail", args=["vm-moved"]))
+    assert page.context["instance"].node.name == "new-node"
+    body = page.content.decode()
+    assert 'id="also-reporting"' in body and "old-node" in body.split('id="also-reporting"')[1]
+
+
 def test_node_list_filters(viewer_client, store):
     fleet(4)
 

@@ -75,23 +75,52 @@ def test_instance_moving_to_another_node_keeps_placement_history(store):
     assert Instance.objects.get(name="vm-9").node.name == "b"
 
 
+def _send_vm(vm, node, at, value=1.0):
+    batch = MetricBatch(series=[series_samples("vm_up", {"node": node, "vm": vm}, [(at, value)])])
+    writer.write_metrics(batch, source="agent", client="t")
+
+
+def _placed(vm):
+    history = Placement.objects.filter(instance__name=vm).order_by("start", "id")
+    return [p.node.name for p in history]
+
+
 def test_an_instance_moving_back_to_a_node_it_ran_on_is_placed_there(store):
-    """Its series on that node exist already; the move is still seen."""
-
-    def send(node, at):
-        batch = MetricBatch(
-            series=[series_samples("vm_up", {"node": node, "vm": "vm-8"}, [(at, 1.0)])]
-        )
-        writer.write_metrics(batch, source="agent", client="t")
-
-    send("a", NOW - 120_000)
-    send("b", NOW - 60_000)
-    send("a", NOW)
-    history = list(Placement.objects.filter(instance__name="vm-8").order_by("start", "id"))
-    assert [p.node.name for p in history] == ["a", "b", "a"]
+    """Its series on that node exist already; the move is seen once the node it left for
+    has stopped sending it."""
+    _send_vm("vm-8", "a", NOW - 1_200_000)
+    _send_vm("vm-8", "b", NOW - 900_000)
+    _send_vm("vm-8", "a", NOW)
+    assert _placed("vm-8") == ["a", "b", "a"]
     assert Instance.objects.get(name="vm-8").node.name == "a"
-    send("a", NOW + 15_000)  # staying put adds nothing
+    _send_vm("vm-8", "a", NOW + 15_000)  # staying put adds nothing
     assert Placement.objects.filter(instance__name="vm-8").count() == 3
+
+
+def test_a_stale_exporter_on_the_node_an_instance_left_does_not_flip_its_placement(
+    store, monkeypatch
+):
+    """After a migration from a to b, an exporter on a keeps sending the instance's series
+    beside b's. Following every sample flipped the placement on each scrape; it stays on b
+    while b reports it, and moves back only once b has been silent for the lookback."""
+    from webapp.telemetry import services
+
+    _send_vm("vm-s", "a", NOW - 600_000)
+    for step in range(8):  # two minutes of both nodes reporting, 15 s apart
+        at = NOW - 300_000 + step * 15_000
+        _send_vm("vm-s", "b", at)
+        _send_vm("vm-s", "a", at + 1_000)
+    assert _placed("vm-s") == ["a", "b"]
+    assert Instance.objects.get(name="vm-s").node.name == "b"
+    a, b = (Node.objects.get(name=n).pk for n in ("a", "b"))
+    vm = Instance.objects.get(name="vm-s").pk
+    assert (vm, a) in writer.registry.refused_moves  # not asked again on every scrape
+    # b stops; a's exporter is all that is left of the instance after the lookback.
+    monkeypatch.setattr(writer, "REFUSED_MOVE_RECHECK_S", 0.0)
+    writer.registry.refused_moves.clear()
+    _send_vm("vm-s", "a", NOW - 300_000 + 7 * 15_000 + services.PLACEMENT_STALE_MS + 1_000)
+    assert _placed("vm-s") == ["a", "b", "a"]
+    assert (vm, b) not in writer.registry.refused_moves
 
 
 def test_a_backfilled_migration_is_placed_at_its_sample_times_in_order(store):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -306,6 +306,20 @@ def node_capacity(request, name: str):
     return redirect("node_detail", name=node.name)
 
 
+def _also_reporting(instance: Instance) -> list[tuple[Node, datetime]]:
+    """Nodes other than its own that sent the instance's series in the last lookback, newest
+    sample first: a stale exporter where the instance ran before (placement ignores it)."""
+    now_ms = int(timezone.now().timestamp() * 1000)
+    latest = query.reporting_nodes(instance.pk, now_ms - services.PLACEMENT_STALE_MS, now_ms + 1)
+    latest.pop(instance.node_id, None)
+    nodes = Node.objects.in_bulk(list(latest))
+    return sorted(
+        ((nodes[pk], query.to_datetime(ms)) for pk, ms in latest.items() if pk in nodes),
+        key=lambda pair: pair[1],
+        reverse=True,
+    )
+
+
 @roles.require_role(roles.VIEWER)
 def instance_detail(request, name: str):
     instance = get_object_or_404(Instance.objects.select_related("node"), name=name)
@@ -321,6 +335,7 @@ def instance_detail(request, name: str):
             "placements": SimpleLazyObject(
                 lambda: list(instance.placements.select_related("node")[:30])
             ),
+            "also_reporting": SimpleLazyObject(lambda: _also_reporting(instance)),
             "figures": SimpleLazyObject(
                 lambda: fleet.charts_for(
                     fleet.key_metric_charts(Series.objects.filter(instance=instance)),

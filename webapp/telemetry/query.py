@@ -229,6 +229,23 @@ def _latest_samples(ids, start_ms, end_ms, step_ms):
     return out
 
 
+def reporting_nodes(instance_id: int, start_ms: int, end_ms: int) -> dict[int, int]:
+    """{node id: newest sample time} of the nodes that sent the instance's series in
+    [start, end): more than one while a stale exporter still reports it after a move."""
+    by_node: dict[int, list[int]] = {}
+    rows = Series.objects.filter(instance_id=instance_id, node__isnull=False)
+    for sid, node_id in rows.values_list("id", "node_id"):
+        by_node.setdefault(node_id, []).append(sid)
+    out = {}
+    for node_id, ids in by_node.items():
+        newest = [
+            ts[-1] for ts, _ in get_store().read_raw(ids, start_ms, end_ms).values() if len(ts)
+        ]
+        if newest:
+            out[node_id] = int(max(newest))
+    return out
+
+
 _STALE_BITS = np.frombuffer(np.float64(STALE_NAN).tobytes(), dtype=np.uint64)[0]
 
 

@@ -25,6 +25,10 @@ from webapp.telemetry.store.base import DAY_MS, HOUR_MS, MINUTE_MS
 
 log = logging.getLogger(__name__)
 
+# An instance is not moved back to a node it left while the node it moved to still sends
+# its series within this long (as Prometheus' lookback): the old node's are then a stale
+# exporter's, and following them would flip the placement on every scrape.
+PLACEMENT_STALE_MS = 5 * MINUTE_MS
 # Rollups stay this far behind now so that samples still in flight are not missed.
 ROLLUP_LAG_MS = 2 * MINUTE_MS
 ROLLUP_CHUNK_MS = 6 * HOUR_MS
@@ -34,8 +38,11 @@ ROLLUP_CHUNK_MS = 6 * HOUR_MS
 @transaction.atomic
 def record_placement(instance_id: int, node_id: int, at: datetime) -> int:
     """Close the instance's open placement and open one on ``node_id`` from ``at``, unless it
-    is already there or ``at`` is older than the open placement (late samples from where the
-    instance ran before do not move it back). Returns the node it is placed on now."""
+    is already there, ``at`` is older than the open placement (late samples from where the
+    instance ran before do not move it back), or ``node_id`` is a node it ran on before
+    while the node it is on still reports it (a stale exporter; it moves back once that node
+    has been silent for ``PLACEMENT_STALE_MS``). A node it never ran on is a migration's
+    destination and wins at once. Returns the node it is placed on now."""
     current = (
         Placement.objects.select_for_update()
         .filter(instance_id=instance_id, end__isnull=True)
@@ -44,11 +51,28 @@ def record_placement(instance_id: int, node_id: int, at: datetime) -> int:
     if current is not None:
         if current.node_id == node_id or at < current.start:
             return current.node_id
+        if (
+            _still_reported_on(current, at)
+            and Placement.objects.filter(
+                instance_id=instance_id, node_id=node_id, end__isnull=False
+            ).exists()
+        ):
+            return current.node_id
         current.end = at
         current.save(update_fields=["end"])
     Placement.objects.create(instance_id=instance_id, node_id=node_id, start=at)
     Instance.objects.filter(pk=instance_id).update(node_id=node_id)
     return node_id
+
+
+def _still_reported_on(placement: Placement, at: datetime) -> bool:
+    from webapp.telemetry.query import reporting_nodes  # query reads through this module
+
+    at_ms = _ms(at)
+    near = reporting_nodes(
+        placement.instance_id, at_ms - PLACEMENT_STALE_MS, at_ms + PLACEMENT_STALE_MS
+    )
+    return placement.node_id in near
 
 
 @transaction.atomic

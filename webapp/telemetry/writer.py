@@ -41,6 +41,8 @@ LATE_AFTER_MS = 90_000
 # and a round's node label, read before a migration, could move the instance back.
 DERIVED_SOURCE = "telltale"
 _CACHE_LIMIT = 2_000_000
+# How long a refused move (services.record_placement) stands before it is asked again.
+REFUSED_MOVE_RECHECK_S = 60.0
 
 
 @dataclass(slots=True)
@@ -64,6 +66,9 @@ class _Registry:
         self.node_ids: dict[str, int] = {}
         self.instance_ids: dict[str, int] = {}
         self.placement: dict[int, int] = {}  # instance id -> node id
+        # (instance id, node id) -> monotonic time until which a refused move is not asked
+        # again: a stale exporter sends every scrape, and each ask reads the store.
+        self.refused_moves: dict[tuple[int, int], float] = {}
         self.known_templates: set[int] = set()
 
     def clear(self) -> None:
@@ -73,6 +78,7 @@ class _Registry:
             self.node_ids.clear()
             self.instance_ids.clear()
             self.placement.clear()
+            self.refused_moves.clear()
             self.known_templates.clear()
 
 
@@ -121,9 +127,18 @@ def _note_placements(first_seen: dict[tuple[int, int], datetime]) -> None:
     """Record each (instance, node) pair's placement at the first sample that showed it, in
     time order: a backfill or a catch-up after an outage carries a migration's before and
     after in one batch, and only time order leaves the instance on the node it moved to."""
+    now = time.monotonic()
     for (instance_id, node_id), at in sorted(first_seen.items(), key=lambda item: item[1]):
-        if registry.placement.get(instance_id) != node_id:
-            registry.placement[instance_id] = services.record_placement(instance_id, node_id, at)
+        pair = (instance_id, node_id)
+        if (
+            registry.placement.get(instance_id) == node_id
+            or registry.refused_moves.get(pair, 0.0) > now
+        ):
+            continue
+        placed = services.record_placement(instance_id, node_id, at)
+        registry.placement[instance_id] = placed
+        if placed != node_id:
+            registry.refused_moves[pair] = now + REFUSED_MOVE_RECHECK_S
 
 
 def _earliest(pairs) -> dict[tuple[int, int], datetime]:
