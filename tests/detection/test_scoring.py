@@ -314,17 +314,25 @@ def test_a_fleet_replay_counts_what_a_version_would_have_raised_here(live_fleet,
     # never finds none.
     assert always["replay_faults"] == never["replay_faults"] > 0
     assert always["replay_recall"] == 1.0 and never["replay_recall"] == 0.0
+    # Each event is listed, with the injected case it overlaps.
+    assert len(always["events"]) == targets and never["events"] == []
+    assert {(e["level"], e["target"]) for e in always["events"]} == {
+        ("vm", i.name) for i in Instance.objects.all()
+    } | {("host", n.name) for n in Node.objects.all()}
+    assert any(e["case"].startswith("fault: ") for e in always["events"])
     assert not query.select("telltale_anomaly_score") and not Anomaly.objects.exists()
 
 
 def test_a_new_version_is_replayed_beside_the_promoted_one_on_this_fleet(
-    live_fleet, anomaly_artefact, tmp_path, settings
+    live_fleet, anomaly_artefact, tmp_path, settings, viewer_client
 ):
     """The promoted version's column is its own replay: a promoted copy that alarms on every
     window shows one unbroken alarm per target and every injected fault found, whatever the
     new version does."""
     import json
     import shutil
+
+    from django.urls import reverse
 
     from webapp.detection import versions
 
@@ -345,3 +353,17 @@ def test_a_new_version_is_replayed_beside_the_promoted_one_on_this_fleet(
     assert version.comparison["fleet_replay.replay_recall (same windows)"]["promoted"] == 1.0
     rate = version.comparison["fleet_replay.replay_alarms_per_target_day (same windows)"]
     assert rate["candidate"] >= 0 and rate["promoted"] >= 0
+    # Alarm by alarm: the promoted copy alarmed on every target throughout, so each of the
+    # new version's events overlaps one of its events, and its events on targets the new
+    # version left alone are what promoting it would take away.
+    replay = version.replay
+    assert replay["promoted_version"] == 1 and len(replay["events"]) == events["candidate"]
+    assert all(e["promoted_too"] for e in replay["events"])
+    quiet = targets - len({(e["level"], e["target"]) for e in replay["events"]})
+    assert len(replay["promoted_only"]) == quiet
+    # The version's page lists them.
+    body = viewer_client.get(reverse("model_detail", args=[version.pk])).content.decode()
+    section = body.split('id="replayed-alarms"')[1]
+    assert f"{len(replay['events'])} alarm event" in section
+    assert f"{quiet} of the promoted version's would no longer be raised" in section
+    assert quiet and replay["promoted_only"][0]["target"] in section.split('id="promoted-only"')[1]

@@ -78,6 +78,7 @@ def anomaly_live_check(
             f"no injected cases recorded between {since:%Y-%m-%d %H:%M} and "
             f"{until:%Y-%m-%d %H:%M} UTC: the live check needs a simulator feed's ground truth"
         )
+    result.pop("alarm_cases")  # per alarm; the summary does not list them
     return {"since": since.isoformat(), "until": until.isoformat(), **result}
 
 
@@ -103,11 +104,24 @@ def judge(
     faults = [k for k in every_fault if judged[k]]
     decoys = [k for k, c in enumerate(cases) if c.kind == InjectedCase.KIND_DECEPTIVE and judged[k]]
     explained = []  # whether each anomaly overlaps a fault
+    alarm_cases = []  # what each anomaly overlaps: a fault, else a deceptive case, else ""
     right_class = 0
     for alarm in alarms:
         found = [cases[k] for k in every_fault if _overlap(alarm, spans[k], tolerance)]
         explained.append(bool(found))
         right_class += any(c.scenario == alarm.scenario for c in found)
+        decoy = [
+            cases[k]
+            for k, c in enumerate(cases)
+            if c.kind == InjectedCase.KIND_DECEPTIVE and _overlap(alarm, spans[k], tolerance)
+        ]
+        alarm_cases.append(
+            f"fault: {found[0].scenario}"
+            if found
+            else f"deceptive: {decoy[0].scenario}"
+            if decoy
+            else ""
+        )
     matched = sum(explained)
     hit = [any(_overlap(a, spans[k], tolerance) for a in alarms) for k in range(len(cases))]
     found_faults = sum(hit[k] for k in faults)
@@ -132,6 +146,7 @@ def judge(
         "deceptive_alarmed": alarmed_decoys,
         "deceptive_fpr": _rate(alarmed_decoys, len(decoys)),
         "scenario_accuracy": _rate(right_class, matched),
+        "alarm_cases": alarm_cases,
         "missed": [
             f"{cases[k].scenario} on {cases[k].instance or cases[k].node} at "
             f"{cases[k].start:%Y-%m-%d %H:%M}"

@@ -31,6 +31,12 @@ class ModelVersion(models.Model):
     comparison = models.JSONField(
         default=dict, blank=True, help_text="this version vs the promoted one on held-out data"
     )
+    replay = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="alarm events it would have raised on this fleet's recent hours, beside the "
+        "promoted version's",
+    )
     label_count = models.PositiveIntegerField(default=0, help_text="people's labels trained on")
     artefact_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)

@@ -210,7 +210,9 @@ def replay(detectors: Sequence, now_ms: int, hours: float = REPLAY_HOURS) -> lis
     window read. On its own this measures noise, not accuracy: a version trained on
     simulated fleets may alarm more (or less) on a real fleet than its validation said.
     Where a simulator feed recorded the cases it injected, the events are also judged
-    against them (as ``manage.py live_check`` judges stored anomalies). Nothing is written."""
+    against them (as ``manage.py live_check`` judges stored anomalies). Each result's
+    ``events`` lists the alarm events themselves (with the case each overlaps, where cases
+    were recorded). Nothing is written."""
     end_ms = now_ms - now_ms % 60_000
     every_ms = int(REPLAY_EVERY.total_seconds() * 1000)
     ends = range(end_ms - int(hours * 3_600_000) + every_ms, end_ms + 1, every_ms)
@@ -247,7 +249,7 @@ def _replayed(detector, scores: dict, rows: dict, since, until, hours: float) ->
     """One detector's replay figures from its scores per (level, target name)."""
     from webapp.detection.livecheck import TOLERANCE, Span, judge
 
-    alarms = []
+    alarms, events = [], []
     for (level, name), found in scores.items():
         row = rows[(level, name)]
         for event in detector.events(found):
@@ -262,6 +264,16 @@ def _replayed(detector, scores: dict, rows: dict, since, until, hours: float) ->
                     datetime.fromtimestamp(event.end, tz=UTC),
                     event.scenario,
                 )
+            )
+            events.append(
+                {
+                    "level": level,
+                    "target": name,
+                    "start": alarms[-1].start.isoformat(),
+                    "end": alarms[-1].end.isoformat(),
+                    "peak": round(float(event.peak), 1),
+                    "scenario": event.scenario or "",
+                }
             )
     windows = sum(len(found) for found in scores.values())
     target_days = windows * REPLAY_EVERY.total_seconds() / 86_400  # a window per REPLAY_EVERY
@@ -278,4 +290,7 @@ def _replayed(detector, scores: dict, rows: dict, since, until, hours: float) ->
     if truth is not None:
         keys = ("faults", "faults_found", "recall", "precision", "deceptive_fpr")
         out.update({f"replay_{key}": truth[key] for key in keys})
+        for event, case in zip(events, truth["alarm_cases"], strict=True):
+            event["case"] = case
+    out["events"] = sorted(events, key=lambda e: (e["start"], e["level"], e["target"]))
     return out

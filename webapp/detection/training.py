@@ -118,6 +118,9 @@ def train_anomaly(version: ModelVersion) -> dict:
     replay, *before = scoring.replay(
         [result.detector, *([current] if current else [])], int(time.time() * 1000)
     )
+    replay_events = replayed_alarms(
+        replay.pop("events"), before[0].pop("events") if before else None
+    )
     metrics.update({f"fleet_replay.{k}": v for k, v in replay.items()})
     if current is not None and windows:
         agreement = labelled_history_agreement(current, windows)
@@ -140,7 +143,31 @@ def train_anomaly(version: ModelVersion) -> dict:
             "train": version.config.get("train", {}),
             "seconds": result.metrics.get("seconds", {}),
         },
+        "replay": {
+            "hours": replay["replay_hours"],
+            "every_minutes": int(scoring.REPLAY_EVERY.total_seconds() // 60),
+            "promoted_version": promoted.version if current is not None else None,
+            **replay_events,
+        },
         "promote_if_first": True,
+    }
+
+
+def replayed_alarms(events: list[dict], promoted: list[dict] | None) -> dict:
+    """The alarm events a version's replay raised, each marked with whether the promoted
+    version raised one on the same target at an overlapping time (None without a promoted
+    version), and the promoted version's events this one did not raise: what promoting it
+    would add and take away, alarm by alarm."""
+    if promoted is None:
+        return {"events": [{**e, "promoted_too": None} for e in events], "promoted_only": []}
+
+    def overlap(a: dict, b: dict) -> bool:
+        same = (a["level"], a["target"]) == (b["level"], b["target"])
+        return same and a["start"] <= b["end"] and b["start"] <= a["end"]
+
+    return {
+        "events": [{**e, "promoted_too": any(overlap(e, p) for p in promoted)} for e in events],
+        "promoted_only": [p for p in promoted if not any(overlap(p, e) for e in events)],
     }
 
 

@@ -175,6 +175,7 @@ def run_training(version_id: int, worker: str = "") -> ModelVersion:
     version.training_state = ModelVersion.SUCCEEDED
     version.metrics = outcome.get("metrics", {})
     version.comparison = outcome.get("comparison", {})
+    version.replay = outcome.get("replay", {})
     version.data_hash = outcome.get("data_hash", "")[:64]
     version.label_count = outcome.get("label_count", 0)
     version.config = {**version.config, **outcome.get("config", {})}
@@ -184,6 +185,7 @@ def run_training(version_id: int, worker: str = "") -> ModelVersion:
             "training_state",
             "metrics",
             "comparison",
+            "replay",
             "data_hash",
             "label_count",
             "config",

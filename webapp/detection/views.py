@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -8,6 +10,27 @@ from django.views.decorators.http import require_GET, require_POST
 from webapp.core import roles
 from webapp.detection import versions
 from webapp.detection.models import ModelVersion
+
+REPLAY_ROWS = 200  # replayed alarm events listed per table on a version's page
+
+
+def _dated(events: list[dict]) -> list[dict]:
+    return [
+        {**e, "start": datetime.fromisoformat(e["start"]), "end": datetime.fromisoformat(e["end"])}
+        for e in events
+    ]
+
+
+def _replay_counts(replay: dict) -> dict:
+    events = replay.get("events", [])
+    compared = [e["promoted_too"] for e in events if e.get("promoted_too") is not None]
+    return {
+        "events": len(events),
+        "compared": replay.get("promoted_version") is not None,
+        "both": sum(compared),
+        "new": len(compared) - sum(compared),
+        "promoted_only": len(replay.get("promoted_only", [])),
+    }
 
 
 @roles.require_role(roles.VIEWER)
@@ -32,11 +55,17 @@ def model_list(request):
 @roles.require_role(roles.VIEWER)
 def model_detail(request, version_id: int):
     version = get_object_or_404(ModelVersion, pk=version_id)
+    replay = version.replay or {}
     return render(
         request,
         "detection/model_detail.html",
         {
             "v": version,
+            "replay": replay,
+            "replay_events": _dated(replay.get("events", [])[:REPLAY_ROWS]),
+            "promoted_only": _dated(replay.get("promoted_only", [])[:REPLAY_ROWS]),
+            "replay_rows": REPLAY_ROWS,
+            "replay_counts": _replay_counts(replay),
             "promoted": versions.promoted(version.kind),
             "is_admin": roles.has_role(request.user, roles.ADMIN),
         },
