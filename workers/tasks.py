@@ -95,6 +95,13 @@ def score_anomalies() -> dict:
     return score_fleet()
 
 
+@shared_task(name="detection.backfill_anomalies", acks_late=True)
+def backfill_anomalies(version_id: int) -> dict:
+    from webapp.detection.scoring import backfill
+
+    return backfill(version_id)
+
+
 @shared_task(name="detection.predict_interference", acks_late=True)
 def predict_interference() -> int:
     from webapp.detection.interference import predict_fleet

@@ -11,7 +11,7 @@ import pytest
 from ingest.simulator import ScenarioRates, SimConfig, Simulator
 from tests.conftest import promote_artefact
 from webapp.detection import labels, scoring, services
-from webapp.detection.models import Anomaly
+from webapp.detection.models import Anomaly, ModelVersion
 from webapp.telemetry import query
 from webapp.telemetry.models import Instance, Node
 from webapp.telemetry.simulation import backfill
@@ -55,6 +55,72 @@ def test_scoring_writes_scores_and_is_idempotent(live_fleet, anomaly_artefact):
         assert a.attribution["metrics"] and all(
             0 <= share <= 1 for _, share in a.attribution["metrics"]
         )
+
+
+def _always_alarming(anomaly_artefact, tmp_path):
+    import json
+    import shutil
+
+    always = tmp_path / "always-alarms"
+    shutil.copytree(anomaly_artefact, always)
+    (always / "thresholds.json").write_text(json.dumps({"default": 0.0, "groups": {}}))
+    return str(always)
+
+
+def test_the_first_promotion_scores_the_hours_before_it_without_paging_anyone(
+    live_fleet,
+    anomaly_artefact,
+    tmp_path,
+    django_capture_on_commit_callbacks,
+    monkeypatch,
+    viewer_client,
+):
+    """A new install's anomaly list and score charts do not begin at the promotion: the
+    first anomaly version scores the fleet's recent hours after the fact, every 5 minutes.
+    Those anomalies are closed, marked backfilled, and raise no incident signal."""
+    from django.urls import reverse
+
+    from webapp.detection import versions
+    from webapp.incidents.models import Signal
+    from workers import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.backfill_anomalies, "delay", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        version = promote_artefact("anomaly", _always_alarming(anomaly_artefact, tmp_path))
+    assert queued == [version.pk]
+    counts = scoring.backfill(version.pk, hours=2)
+    targets = Instance.objects.count() + Node.objects.count()
+    promoted_ms = int(version.promoted_at.timestamp() * 1000) // 60_000 * 60_000
+    # Windows ending every 5 minutes in the two hours before the promotion, each target's
+    # first few empty (the simulated history starts two hours back).
+    assert 18 * targets <= counts["scored"] <= 23 * targets
+    series = query.select("telltale_anomaly_score")
+    assert len(series) == targets
+    data = query.get_store().read_raw([s.id for s in series], 0, promoted_ms + 1)
+    stamps = {int(t) for ts, _ in data.values() for t in ts}
+    assert max(stamps) < promoted_ms and all(t % 300_000 == promoted_ms % 300_000 for t in stamps)
+    # Every window alarms: one unbroken anomaly per target, none of them paging.
+    assert counts["opened"] == targets == Anomaly.objects.filter(backfilled=True).count()
+    assert set(Anomaly.objects.values_list("status", flat=True)) == {Anomaly.CLOSED}
+    assert not Signal.objects.exists()
+    a = Anomaly.objects.filter(level="vm").first()
+    assert a.model_version == version and a.attribution["metrics"] and a.raw_score != 0
+    page = viewer_client.get(reverse("anomaly_detail", args=[a.pk])).content.decode()
+    assert 'id="backfilled"' in page
+    listing = viewer_client.get(reverse("anomaly_list"), {"range": "24h"}).content.decode()
+    assert listing.count(">backfilled</span>") == targets
+    # Again: nothing new.
+    assert scoring.backfill(version.pk, hours=2)["opened"] == 0
+    assert Anomaly.objects.count() == targets
+    assert len(query.get_store().read_raw([s.id for s in series], 0, promoted_ms + 1)) == targets
+    # A later promotion does not score the past again.
+    later = ModelVersion.objects.create(
+        kind="anomaly", version=2, training_state="succeeded", artefact_path=anomaly_artefact
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        versions.promote(later)
+    assert queued == [version.pk]
 
 
 def test_without_a_promoted_model_nothing_is_scored(live_fleet):
@@ -329,18 +395,12 @@ def test_a_new_version_is_replayed_beside_the_promoted_one_on_this_fleet(
     """The promoted version's column is its own replay: a promoted copy that alarms on every
     window shows one unbroken alarm per target and every injected fault found, whatever the
     new version does."""
-    import json
-    import shutil
-
     from django.urls import reverse
 
     from webapp.detection import versions
 
     settings.VAR_DIR = tmp_path
-    always = tmp_path / "always-alarms"
-    shutil.copytree(anomaly_artefact, always)
-    (always / "thresholds.json").write_text(json.dumps({"default": 0.0, "groups": {}}))
-    promote_artefact("anomaly", str(always))
+    promote_artefact("anomaly", _always_alarming(anomaly_artefact, tmp_path))
     version = versions.create_version("anomaly", {"train": versions.PROFILES["quick"]["anomaly"]})
     version = versions.run_training(version.pk)
     assert version.training_state == "succeeded", version.error

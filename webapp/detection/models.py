@@ -94,6 +94,11 @@ class Anomaly(models.Model):
     scenario_probability = models.FloatField(default=0.0)
     attribution = models.JSONField(default=dict, blank=True, help_text="metrics and templates")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    backfilled = models.BooleanField(
+        default=False,
+        help_text="scored after the fact over the hours before the first anomaly model was "
+        "promoted; it raised no incident signal or notification",
+    )
     label = models.CharField(max_length=16, choices=LABELS, blank=True)
     label_scenario = models.CharField(max_length=64, blank=True)
     labeled_by = models.ForeignKey(

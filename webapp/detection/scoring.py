@@ -97,16 +97,7 @@ def score_fleet(now_ms: int | None = None) -> dict:
         by_name = {r.name: r for r in rows}
         for score in scores:
             target = by_name[score.target]
-            labels = {"__name__": "telltale_anomaly_score", "level": level}
-            if level == "vm":
-                labels["vm"] = target.name
-                if target.node_id:
-                    labels["node"] = target.node.name
-            else:
-                labels["node"] = target.name
-            samples.append(
-                SeriesSamples(tuple(sorted(labels.items())), [end_ms], [float(score.score)])
-            )
+            samples.append(_score_samples(level, target, score, end_ms))
             counts["scored"] += 1
             if score.is_anomalous:
                 counts["anomalous"] += 1
@@ -195,6 +186,91 @@ def _close_quiet(level: str, now: datetime) -> int:
         )
         closed += 1
     return closed
+
+
+BACKFILL_EVERY = timedelta(minutes=5)
+
+
+def backfill(version_id: int, hours: float | None = None) -> dict:
+    """Score the ``hours`` before ``version_id`` was promoted, every ``BACKFILL_EVERY``, as
+    the live rounds would have: the ``telltale_anomaly_score`` series and the anomalies
+    (closed, marked backfilled). Run once, when the first anomaly version is promoted, so a
+    new install's charts and anomaly list do not begin at the promotion. No incident signal
+    is raised, so nothing pages for the past. Idempotent: samples already stored are kept,
+    and an event overlapping a stored anomaly of its target is skipped."""
+    from django.conf import settings
+
+    hours = settings.TELLTALE_ANOMALY_BACKFILL_HOURS if hours is None else hours
+    version = ModelVersion.objects.get(pk=version_id)
+    if not hours or version.promoted_at is None:
+        return {"scored": 0, "opened": 0}
+    detector = _load(version.artefact_path)
+    until_ms = int(version.promoted_at.timestamp() * 1000) // 60_000 * 60_000
+    every_ms = int(BACKFILL_EVERY.total_seconds() * 1000)
+    since = datetime.fromtimestamp(until_ms / 1000 - hours * 3600, tz=UTC)
+    counts = {"scored": 0, "opened": 0}
+    for level in ("vm", "host"):
+        model = Instance if level == "vm" else Node
+        recent = model.objects.filter(last_seen__gte=since)
+        rows = list(recent.select_related("node") if level == "vm" else recent)
+        by_name = {r.name: r for r in rows}
+        found: dict[str, list] = defaultdict(list)
+        for end_ms in range(until_ms - int(hours * 3_600_000) + every_ms, until_ms, every_ms):
+            windows = with_data(windows_for(detector, level, rows, end_ms))
+            scores = detector.score(windows) if windows else []
+            samples = [_score_samples(level, by_name[sc.target], sc, end_ms) for sc in scores]
+            writer.write_metrics(
+                MetricBatch(series=samples), source=writer.DERIVED_SOURCE, client="anomaly"
+            )
+            for score in scores:
+                found[score.target].append(score)
+            counts["scored"] += len(scores)
+        for name, scores in found.items():
+            raw = {sc.end: sc.raw for sc in scores}
+            for event in detector.events(scores):
+                counts["opened"] += _backfilled_anomaly(
+                    version, level, by_name[name], event, raw.get(event.peak_time, 0.0)
+                )
+    return counts
+
+
+def _score_samples(level: str, target, score, end_ms: int) -> SeriesSamples:
+    labels = {"__name__": "telltale_anomaly_score", "level": level}
+    if level == "vm":
+        labels["vm"] = target.name
+        if target.node_id:
+            labels["node"] = target.node.name
+    else:
+        labels["node"] = target.name
+    return SeriesSamples(tuple(sorted(labels.items())), [end_ms], [float(score.score)])
+
+
+def _backfilled_anomaly(version, level: str, target, event, raw: float) -> int:
+    # The event began somewhere in the BACKFILL_EVERY before its first flagged window.
+    start = datetime.fromtimestamp(event.start, tz=UTC) - BACKFILL_EVERY
+    end = datetime.fromtimestamp(event.end, tz=UTC)
+    stored = Anomaly.objects.filter(_target_filter(level, target), start__lte=end, end__gte=start)
+    if stored.exists():
+        return 0
+    Anomaly.objects.create(
+        level=level,
+        node=target if level == "host" else None,
+        instance=target if level == "vm" else None,
+        start=start,
+        end=end,
+        status=Anomaly.CLOSED,
+        score=float(event.peak),
+        raw_score=float(raw),
+        scenario=event.scenario or "",
+        scenario_probability=float(event.scenario_probability or 0.0),
+        attribution={
+            "metrics": [[name, round(float(share), 4)] for name, share in event.metrics],
+            "templates": [[text, round(float(share), 4)] for text, share in event.templates],
+        },
+        model_version=version,
+        backfilled=True,
+    )
+    return 1
 
 
 REPLAY_HOURS = 24

@@ -210,6 +210,11 @@ def promote(version: ModelVersion, actor=None, reason: str = "") -> ModelVersion
     if current is not None:
         current.status = ModelVersion.RETIRED
         current.save(update_fields=["status"])
+    first_of_kind = not (
+        ModelVersion.objects.filter(kind=version.kind, promoted_at__isnull=False)
+        .exclude(pk=version.pk)
+        .exists()
+    )
     version.status = ModelVersion.PROMOTED
     version.promoted_at = timezone.now()
     version.promoted_by = actor if getattr(actor, "pk", None) else None
@@ -222,6 +227,11 @@ def promote(version: ModelVersion, actor=None, reason: str = "") -> ModelVersion
         reason=reason,
     )
     _forget_loaded(version.kind)
+    if first_of_kind and version.kind == ModelVersion.KIND_ANOMALY:
+        # Nothing scored the fleet before: its recent hours are scored after the fact.
+        from workers.tasks import backfill_anomalies
+
+        transaction.on_commit(lambda: backfill_anomalies.delay(version.pk))
     return version
 
 
