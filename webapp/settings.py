@@ -286,8 +286,9 @@ TELLTALE_BOOTSTRAP_TRAINING = env_choice(
     "TELLTALE_BOOTSTRAP_TRAINING", "full", ("full", "demo", "quick", "off")
 )
 TELLTALE_SCRAPE_DEFAULT_INTERVAL = env_int("TELLTALE_SCRAPE_DEFAULT_INTERVAL", 15, minimum=1)
-# Hours before its promotion that the first anomaly version scores after the fact (0: none).
-TELLTALE_ANOMALY_BACKFILL_HOURS = env_int("TELLTALE_ANOMALY_BACKFILL_HOURS", 24, minimum=0)
+# Hours before its promotion that the first anomaly and interference versions score after
+# the fact (0: none).
+TELLTALE_BACKFILL_HOURS = env_int("TELLTALE_BACKFILL_HOURS", 24, minimum=0)
 # Hours of simulated history `manage.py demo` writes into an empty store on its first start.
 TELLTALE_DEMO_HISTORY_HOURS = env_int("TELLTALE_DEMO_HISTORY_HOURS", 6, minimum=1)
 

@@ -102,6 +102,13 @@ def backfill_anomalies(version_id: int) -> dict:
     return backfill(version_id)
 
 
+@shared_task(name="detection.backfill_interference", acks_late=True)
+def backfill_interference(version_id: int) -> int:
+    from webapp.detection.interference import backfill
+
+    return backfill(version_id)
+
+
 @shared_task(name="detection.predict_interference", acks_late=True)
 def predict_interference() -> int:
     from webapp.detection.interference import predict_fleet

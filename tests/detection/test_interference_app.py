@@ -39,6 +39,43 @@ def test_predictions_for_every_placed_instance(fleet, interference_artefact):
     assert len(worst.neighbours) == min(neighbours, 5)
 
 
+def test_the_first_promotion_predicts_the_hours_before_it_where_each_instance_ran_then(
+    fleet, interference_artefact, django_capture_on_commit_callbacks, monkeypatch
+):
+    """P over time does not begin at the promotion: the first interference version predicts
+    the recent hours every 5 minutes, each instance on the node its placement history puts
+    it on at that time, and raises no incident signal for the past."""
+    from webapp.detection import interference
+    from webapp.incidents.models import Signal
+    from webapp.telemetry import services
+    from workers import tasks
+
+    moved = Instance.objects.filter(node__isnull=False).order_by("name").first()
+    before = moved.node
+    after = Node.objects.exclude(pk=before.pk).order_by("name").first()
+    move_at = timezone.now() - timedelta(minutes=30)
+    services.record_placement(moved.pk, after.pk, move_at)
+    queued = []
+    monkeypatch.setattr(tasks.backfill_interference, "delay", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        version = promote_artefact("interference", interference_artefact)
+    assert queued == [version.pk]
+    stored = interference.backfill(version.pk, hours=1)
+    placed = Instance.objects.filter(node__isnull=False).count()
+    times = set(InterferencePrediction.objects.values_list("ts", flat=True))
+    assert len(times) == 11 and stored == 11 * placed  # 5-minute rounds before the promotion
+    assert max(times) < version.promoted_at and all(
+        t.minute % 5 == max(times).minute % 5 for t in times
+    )
+    history = InterferencePrediction.objects.filter(instance=moved)
+    assert {p.node_id for p in history.filter(ts__lt=move_at)} == {before.pk}
+    assert {p.node_id for p in history.filter(ts__gt=move_at)} == {after.pk}
+    assert not Signal.objects.exists()
+    assert interference.backfill(version.pk, hours=1) == 0  # its minutes are done
+    # One series per instance and node it ran on: the moved one has two.
+    assert len(query.select("telltale_interference_p")) == placed + 1
+
+
 def test_an_instance_that_stopped_reporting_does_not_block_the_fleet(fleet, interference_artefact):
     promote_artefact("interference", interference_artefact)
     node = Node.objects.first()

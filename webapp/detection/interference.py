@@ -181,26 +181,40 @@ def predict_fleet(now_ms: int | None = None) -> int:
         return 0
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     minute_ms = now_ms - now_ms % 60_000
-    at = datetime.fromtimestamp(minute_ms / 1000, tz=UTC)
     instances = list(
         Instance.objects.filter(node__isnull=False, last_seen__isnull=False).select_related("node")
     ) or list(Instance.objects.filter(node__isnull=False).select_related("node"))
+    rows = _predict_round(version, predictor, instances, minute_ms, ATTRIBUTE_WORST)
+    if rows:
+        track_suspects(rows, rows[0].ts)
+    return len(rows)
+
+
+def _predict_round(
+    version, predictor, instances: list[Instance], minute_ms: int, attribute: int
+) -> list[InterferencePrediction]:
+    """P of ``instances`` (each with the node it ran on then) for the window ending at
+    ``minute_ms``, stored as rows and series samples (replacing that minute's rows), the
+    ``attribute`` most slowed with their neighbours' blame."""
     if not instances:
-        return 0
+        return []
+    at = datetime.fromtimestamp(minute_ms / 1000, tz=UTC)
     victims = _inputs(predictor, instances, _windows(predictor, instances, minute_ms))
     if not victims:
-        return 0
+        return []
     predictions = predictor.predict(victims)
     unfamiliar = dict(
         zip((v.instance_id for v in victims), predictor.unfamiliar_many(victims), strict=True)
     )
     by_name = {i.name: i for i in instances}
-    worst = sorted(predictions, key=lambda p: p.p)[:ATTRIBUTE_WORST]
+    worst = sorted(predictions, key=lambda p: p.p)[:attribute]
     victims_by_name = {v.instance_id: v for v in victims}
     blame = dict(
         zip(
             [p.instance_id for p in worst],
-            predictor.attribute_many([victims_by_name[p.instance_id] for p in worst]),
+            predictor.attribute_many([victims_by_name[p.instance_id] for p in worst])
+            if worst
+            else [],
             strict=True,
         )
     )
@@ -234,8 +248,50 @@ def predict_fleet(now_ms: int | None = None) -> int:
     writer.write_metrics(
         MetricBatch(series=series), source=writer.DERIVED_SOURCE, client="interference"
     )
-    track_suspects(rows, at)
-    return len(rows)
+    return rows
+
+
+BACKFILL_EVERY = timedelta(minutes=5)
+BACKFILL_ATTRIBUTE = 5  # per past round: leave-one-out blame is the round's costliest part
+
+
+def backfill(version_id: int, hours: float | None = None) -> int:
+    """Predict P over the ``hours`` before ``version_id`` was promoted, every
+    ``BACKFILL_EVERY``, each instance on the node it ran on then (its placement history):
+    run once, when the first interference version is promoted, so P over time does not begin
+    at the promotion. No incident signal is raised for the past. A minute that already has
+    predictions is left as it is. Returns how many predictions were stored."""
+    from django.conf import settings
+
+    from webapp.telemetry.models import Placement
+
+    hours = settings.TELLTALE_BACKFILL_HOURS if hours is None else hours
+    version = ModelVersion.objects.get(pk=version_id)
+    if not hours or version.promoted_at is None:
+        return 0
+    predictor = _load(version.artefact_path)
+    until_ms = int(version.promoted_at.timestamp() * 1000) // 60_000 * 60_000
+    every_ms = int(BACKFILL_EVERY.total_seconds() * 1000)
+    since = datetime.fromtimestamp(until_ms / 1000 - hours * 3600, tz=UTC)
+    placements = list(
+        Placement.objects.filter(Q(end__isnull=True) | Q(end__gt=since))
+        .filter(start__lt=datetime.fromtimestamp(until_ms / 1000, tz=UTC))
+        .select_related("instance", "node")
+    )
+    done = set(InterferencePrediction.objects.filter(ts__gte=since).values_list("ts", flat=True))
+    stored = 0
+    for end_ms in range(until_ms - int(hours * 3_600_000) + every_ms, until_ms, every_ms):
+        at = datetime.fromtimestamp(end_ms / 1000, tz=UTC)
+        if at in done:
+            continue
+        instances = []
+        for placement in placements:
+            if placement.start <= at and (placement.end is None or at < placement.end):
+                instance = placement.instance
+                instance.node = placement.node  # where it ran then; never saved
+                instances.append(instance)
+        stored += len(_predict_round(version, predictor, instances, end_ms, BACKFILL_ATTRIBUTE))
+    return stored
 
 
 def track_suspects(rows: list[InterferencePrediction], at: datetime) -> None:

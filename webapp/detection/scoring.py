@@ -200,7 +200,7 @@ def backfill(version_id: int, hours: float | None = None) -> dict:
     and an event overlapping a stored anomaly of its target is skipped."""
     from django.conf import settings
 
-    hours = settings.TELLTALE_ANOMALY_BACKFILL_HOURS if hours is None else hours
+    hours = settings.TELLTALE_BACKFILL_HOURS if hours is None else hours
     version = ModelVersion.objects.get(pk=version_id)
     if not hours or version.promoted_at is None:
         return {"scored": 0, "opened": 0}

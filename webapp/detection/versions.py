@@ -227,11 +227,12 @@ def promote(version: ModelVersion, actor=None, reason: str = "") -> ModelVersion
         reason=reason,
     )
     _forget_loaded(version.kind)
-    if first_of_kind and version.kind == ModelVersion.KIND_ANOMALY:
+    if first_of_kind and version.kind != ModelVersion.KIND_MITIGATION:
         # Nothing scored the fleet before: its recent hours are scored after the fact.
-        from workers.tasks import backfill_anomalies
+        from workers.tasks import backfill_anomalies, backfill_interference
 
-        transaction.on_commit(lambda: backfill_anomalies.delay(version.pk))
+        task = backfill_anomalies if version.kind == "anomaly" else backfill_interference
+        transaction.on_commit(lambda: task.delay(version.pk))
     return version
 
 
