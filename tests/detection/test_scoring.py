@@ -77,7 +77,8 @@ def test_the_first_promotion_scores_the_hours_before_it_without_paging_anyone(
 ):
     """A new install's anomaly list and score charts do not begin at the promotion: the
     first anomaly version scores the fleet's recent hours after the fact, every 5 minutes.
-    Those anomalies are closed, marked backfilled, and raise no incident signal."""
+    Those anomalies are marked backfilled and raise no incident signal; one still under way
+    at the promotion is left open, and the first live round that flags it extends it."""
     from django.urls import reverse
 
     from webapp.detection import versions
@@ -100,9 +101,10 @@ def test_the_first_promotion_scores_the_hours_before_it_without_paging_anyone(
     data = query.get_store().read_raw([s.id for s in series], 0, promoted_ms + 1)
     stamps = {int(t) for ts, _ in data.values() for t in ts}
     assert max(stamps) < promoted_ms and all(t % 300_000 == promoted_ms % 300_000 for t in stamps)
-    # Every window alarms: one unbroken anomaly per target, none of them paging.
+    # Every window alarms: one unbroken anomaly per target, under way at the promotion, and
+    # none of them paging.
     assert counts["opened"] == targets == Anomaly.objects.filter(backfilled=True).count()
-    assert set(Anomaly.objects.values_list("status", flat=True)) == {Anomaly.CLOSED}
+    assert set(Anomaly.objects.values_list("status", flat=True)) == {Anomaly.OPEN}
     assert not Signal.objects.exists()
     a = Anomaly.objects.filter(level="vm").first()
     assert a.model_version == version and a.attribution["metrics"] and a.raw_score != 0
@@ -114,6 +116,12 @@ def test_the_first_promotion_scores_the_hours_before_it_without_paging_anyone(
     assert scoring.backfill(version.pk, hours=2)["opened"] == 0
     assert Anomaly.objects.count() == targets
     assert len(query.get_store().read_raw([s.id for s in series], 0, promoted_ms + 1)) == targets
+    # The first live round flags them still: the same anomalies, now live, and signalled
+    # from when they began.
+    scoring.score_fleet(promoted_ms + 60_000)
+    assert Anomaly.objects.count() == targets and not Anomaly.objects.filter(backfilled=True)
+    assert Anomaly.objects.get(pk=a.pk).start == a.start
+    assert Signal.objects.filter(kind="anomaly").count() == targets
     # A later promotion does not score the past again.
     later = ModelVersion.objects.create(
         kind="anomaly", version=2, training_state="succeeded", artefact_path=anomaly_artefact
@@ -121,6 +129,41 @@ def test_the_first_promotion_scores_the_hours_before_it_without_paging_anyone(
     with django_capture_on_commit_callbacks(execute=True):
         versions.promote(later)
     assert queued == [version.pk]
+
+
+def test_a_backfill_finishing_after_the_first_live_round_moves_its_anomalies_start_back(
+    live_fleet, anomaly_artefact, tmp_path
+):
+    version = promote_artefact("anomaly", _always_alarming(anomaly_artefact, tmp_path))
+    promoted_ms = int(version.promoted_at.timestamp() * 1000) // 60_000 * 60_000
+    scoring.score_fleet(promoted_ms + 60_000)
+    targets = Instance.objects.count() + Node.objects.count()
+    live = {a.pk: a.start for a in Anomaly.objects.all()}
+    assert len(live) == targets
+    assert scoring.backfill(version.pk, hours=1)["opened"] == 0
+    for a in Anomaly.objects.all():
+        assert not a.backfilled and a.status == Anomaly.OPEN
+        assert (live[a.pk] - a.start).total_seconds() >= 55 * 60  # began an hour earlier
+
+
+def test_backfilled_anomalies_that_ended_before_the_promotion_are_closed_and_never_signal(
+    live_fleet, anomaly_artefact, tmp_path
+):
+    from datetime import timedelta
+
+    from webapp.incidents.models import Signal
+
+    version = promote_artefact("anomaly", _always_alarming(anomaly_artefact, tmp_path))
+    # Promoted 70 minutes after the last sample: its windows stop holding data 10 minutes
+    # before the promotion, so every event ended before it.
+    promoted_at = version.promoted_at + timedelta(minutes=70)
+    ModelVersion.objects.filter(pk=version.pk).update(promoted_at=promoted_at)
+    targets = Instance.objects.count() + Node.objects.count()
+    assert scoring.backfill(version.pk, hours=3)["opened"] == targets
+    assert set(Anomaly.objects.values_list("status", flat=True)) == {Anomaly.CLOSED}
+    assert all(a.end < promoted_at - timedelta(minutes=5) for a in Anomaly.objects.all())
+    scoring.score_fleet(int(promoted_at.timestamp() * 1000) + 60_000)
+    assert not Signal.objects.exists()
 
 
 def test_without_a_promoted_model_nothing_is_scored(live_fleet):

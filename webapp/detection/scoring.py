@@ -146,6 +146,9 @@ def _extend_or_open(version, level: str, target, score, now: datetime) -> int:
     else:
         fields = ["end"]
         current.end = max(current.end, now)
+        if current.backfilled:  # under way at the promotion and still going: live now
+            current.backfilled = False
+            fields.append("backfilled")
         if score.score > current.score:
             current.score = float(score.score)
             current.raw_score = float(score.raw)
@@ -175,6 +178,9 @@ def _close_quiet(level: str, now: datetime) -> int:
     for anomaly in stale.select_related("node", "instance"):
         anomaly.status = Anomaly.CLOSED
         anomaly.save(update_fields=["status"])
+        closed += 1
+        if anomaly.backfilled:  # it ended before any live round saw it: it never signalled
+            continue
         record_signal(
             "anomaly",
             anomaly.pk,
@@ -184,7 +190,6 @@ def _close_quiet(level: str, now: datetime) -> int:
             node=anomaly.node,
             instance=anomaly.instance,
         )
-        closed += 1
     return closed
 
 
@@ -194,10 +199,13 @@ BACKFILL_EVERY = timedelta(minutes=5)
 def backfill(version_id: int, hours: float | None = None) -> dict:
     """Score the ``hours`` before ``version_id`` was promoted, every ``BACKFILL_EVERY``, as
     the live rounds would have: the ``telltale_anomaly_score`` series and the anomalies
-    (closed, marked backfilled). Run once, when the first anomaly version is promoted, so a
-    new install's charts and anomaly list do not begin at the promotion. No incident signal
-    is raised, so nothing pages for the past. Idempotent: samples already stored are kept,
-    and an event overlapping a stored anomaly of its target is skipped."""
+    (marked backfilled). Run once, when the first anomaly version is promoted, so a new
+    install's charts and anomaly list do not begin at the promotion. No incident signal is
+    raised, so nothing pages for the past. An event still under way at the promotion is one
+    anomaly with the live rounds': it is left open for them to extend (and signal), or, if
+    a live round opened one already, that one's start moves back to the event's. Idempotent:
+    samples already stored are kept, and an event overlapping a stored anomaly of its target
+    is skipped."""
     from django.conf import settings
 
     hours = settings.TELLTALE_BACKFILL_HOURS if hours is None else hours
@@ -229,7 +237,12 @@ def backfill(version_id: int, hours: float | None = None) -> dict:
             raw = {sc.end: sc.raw for sc in scores}
             for event in detector.events(scores):
                 counts["opened"] += _backfilled_anomaly(
-                    version, level, by_name[name], event, raw.get(event.peak_time, 0.0)
+                    version,
+                    level,
+                    by_name[name],
+                    event,
+                    raw.get(event.peak_time, 0.0),
+                    under_way=event.end * 1000 >= until_ms - every_ms,
                 )
     return counts
 
@@ -245,12 +258,23 @@ def _score_samples(level: str, target, score, end_ms: int) -> SeriesSamples:
     return SeriesSamples(tuple(sorted(labels.items())), [end_ms], [float(score.score)])
 
 
-def _backfilled_anomaly(version, level: str, target, event, raw: float) -> int:
+@transaction.atomic
+def _backfilled_anomaly(version, level: str, target, event, raw: float, *, under_way: bool) -> int:
     # The event began somewhere in the BACKFILL_EVERY before its first flagged window.
     start = datetime.fromtimestamp(event.start, tz=UTC) - BACKFILL_EVERY
     end = datetime.fromtimestamp(event.end, tz=UTC)
-    stored = Anomaly.objects.filter(_target_filter(level, target), start__lte=end, end__gte=start)
-    if stored.exists():
+    mine = Anomaly.objects.select_for_update().filter(_target_filter(level, target))
+    if under_way:
+        # A live round may have opened it already: the same anomaly, begun earlier.
+        live = mine.filter(
+            status=Anomaly.OPEN, start__lte=end + BACKFILL_EVERY + CLOSE_AFTER
+        ).first()
+        if live is not None:
+            if start < live.start:
+                live.start = start
+                live.save(update_fields=["start"])
+            return 0
+    if mine.filter(start__lte=end, end__gte=start).exists():
         return 0
     Anomaly.objects.create(
         level=level,
@@ -258,7 +282,8 @@ def _backfilled_anomaly(version, level: str, target, event, raw: float) -> int:
         instance=target if level == "vm" else None,
         start=start,
         end=end,
-        status=Anomaly.CLOSED,
+        # Left open, the live rounds extend it while it lasts, or close it within minutes.
+        status=Anomaly.OPEN if under_way else Anomaly.CLOSED,
         score=float(event.peak),
         raw_score=float(raw),
         scenario=event.scenario or "",
