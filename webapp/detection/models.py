@@ -67,6 +67,26 @@ class ModelVersion(models.Model):
         return f"{self.kind} v{self.version} ({self.status})"
 
 
+class AnomalyThreshold(models.Model):
+    """An admin's alarm level for one level's calibrated scores (the model's series groups:
+    instances and nodes), in force for whichever anomaly version is promoted: the same
+    number means the same rarity of a normal window for every version (50 = one in a
+    thousand). Without one, the promoted version's own threshold applies."""
+
+    LEVELS = [("vm", "instances"), ("host", "nodes")]
+
+    level = models.CharField(max_length=8, choices=LEVELS, unique=True)
+    value = models.FloatField(help_text="calibrated score (0-100) at which a window alarms")
+    reason = models.CharField(max_length=300, blank=True)
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    set_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.level} alarms at {self.value:g}"
+
+
 class Anomaly(models.Model):
     """A detected event on one target: consecutive anomalous windows merged."""
 

@@ -16,7 +16,7 @@ from django.db.models import Q
 
 from ingest.types import MetricBatch, SeriesSamples
 from webapp.detection import versions
-from webapp.detection.models import Anomaly, ModelVersion
+from webapp.detection.models import Anomaly, AnomalyThreshold, ModelVersion
 from webapp.detection.windows import metric_windows
 from webapp.telemetry import writer
 from webapp.telemetry.models import Instance, LogRecord, Node
@@ -46,6 +46,17 @@ def _logs(level: str, ids: list[int], start: datetime, end: datetime) -> dict[in
     ):
         out[target].append((ts.timestamp(), template or message))
     return out
+
+
+def alarm_levels(detector):
+    """The detector's thresholds with the admins' alarm levels (``AnomalyThreshold``) in
+    their place: what every round, backfill and replay alarms at."""
+    from models.anomaly.postprocess import Thresholds
+
+    chosen = dict(AnomalyThreshold.objects.values_list("level", "value"))
+    base = detector.thresholds
+    groups = {level: base.for_group(level) for level in detector.metric_names}
+    return Thresholds(base.default, {**groups, **chosen})
 
 
 def targets(level: str, now: datetime):
@@ -84,6 +95,7 @@ def score_fleet(now_ms: int | None = None) -> dict:
     end_ms = now_ms - now_ms % 60_000
     now = datetime.fromtimestamp(end_ms / 1000, tz=UTC)
     counts = {"scored": 0, "anomalous": 0, "opened": 0, "closed": 0, "without_data": 0}
+    levels = alarm_levels(detector)
     samples = []
     for level in ("vm", "host"):
         rows = targets(level, now)
@@ -93,7 +105,7 @@ def score_fleet(now_ms: int | None = None) -> dict:
         scorable = with_data(windows)
         counts["without_data"] += len(windows) - len(scorable)
         windows = scorable
-        scores = detector.score(windows) if windows else []
+        scores = detector.score(windows, thresholds=levels) if windows else []
         by_name = {r.name: r for r in rows}
         for score in scores:
             target = by_name[score.target]
@@ -217,6 +229,7 @@ def backfill(version_id: int, hours: float | None = None) -> dict:
     every_ms = int(BACKFILL_EVERY.total_seconds() * 1000)
     since = datetime.fromtimestamp(until_ms / 1000 - hours * 3600, tz=UTC)
     counts = {"scored": 0, "opened": 0}
+    levels = alarm_levels(detector)
     for level in ("vm", "host"):
         model = Instance if level == "vm" else Node
         recent = model.objects.filter(last_seen__gte=since)
@@ -225,7 +238,7 @@ def backfill(version_id: int, hours: float | None = None) -> dict:
         found: dict[str, list] = defaultdict(list)
         for end_ms in range(until_ms - int(hours * 3_600_000) + every_ms, until_ms, every_ms):
             windows = with_data(windows_for(detector, level, rows, end_ms))
-            scores = detector.score(windows) if windows else []
+            scores = detector.score(windows, thresholds=levels) if windows else []
             samples = [_score_samples(level, by_name[sc.target], sc, end_ms) for sc in scores]
             writer.write_metrics(
                 MetricBatch(series=samples), source=writer.DERIVED_SOURCE, client="anomaly"
@@ -235,7 +248,7 @@ def backfill(version_id: int, hours: float | None = None) -> dict:
             counts["scored"] += len(scores)
         for name, scores in found.items():
             raw = {sc.end: sc.raw for sc in scores}
-            for event in detector.events(scores):
+            for event in detector.events(scores, threshold=levels.for_group(level)):
                 counts["opened"] += _backfilled_anomaly(
                     version,
                     level,
@@ -321,6 +334,8 @@ def replay(detectors: Sequence, now_ms: int, hours: float = REPLAY_HOURS) -> lis
     since = until - timedelta(hours=hours)
     rows: dict[tuple[str, str], Instance | Node] = {}
     scores: list[dict[tuple[str, str], list]] = [defaultdict(list) for _ in detectors]
+    # Each version at the alarm levels admins chose, as it would be served here.
+    levels = [alarm_levels(detector) for detector in detectors]
     for level in ("vm", "host"):
         model = Instance if level == "vm" else Node
         recent = list(
@@ -338,22 +353,25 @@ def replay(detectors: Sequence, now_ms: int, hours: float = REPLAY_HOURS) -> lis
                 if shape not in read:
                     read[shape] = with_data(windows_for(detector, level, recent, end))
                 windows = read[shape]
-                for score in detector.score(windows, explain="none") if windows else []:
+                scored = (
+                    detector.score(windows, explain="none", thresholds=levels[k]) if windows else []
+                )
+                for score in scored:
                     scores[k][(level, score.target)].append(score)
     return [
-        _replayed(detector, found, rows, since, until, hours)
-        for detector, found in zip(detectors, scores, strict=True)
+        _replayed(detector, found, rows, since, until, hours, thresholds)
+        for detector, found, thresholds in zip(detectors, scores, levels, strict=True)
     ]
 
 
-def _replayed(detector, scores: dict, rows: dict, since, until, hours: float) -> dict:
+def _replayed(detector, scores: dict, rows: dict, since, until, hours: float, thresholds) -> dict:
     """One detector's replay figures from its scores per (level, target name)."""
     from webapp.detection.livecheck import TOLERANCE, Span, judge
 
     alarms, events = [], []
     for (level, name), found in scores.items():
         row = rows[(level, name)]
-        for event in detector.events(found):
+        for event in detector.events(found, threshold=thresholds.for_group(level)):
             alarms.append(
                 Span(
                     level,

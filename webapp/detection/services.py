@@ -1,4 +1,5 @@
-"""State changes of anomalies (labels from people) and interference predictions (retention)."""
+"""State changes of anomalies (labels from people, alarm levels) and interference predictions
+(retention)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from webapp.core.services import audit
 from webapp.dashboards import panelcache
-from webapp.detection.models import Anomaly, InterferencePrediction
+from webapp.detection.models import Anomaly, AnomalyThreshold, InterferencePrediction
 
 LABEL_CHOICES = {key for key, _ in Anomaly.LABELS}
 
@@ -35,3 +37,31 @@ def drop_old_predictions(now: datetime | None = None) -> int:
     are few, and labelled ones are training data."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.TELLTALE_RETENTION_DAYS)
     return InterferencePrediction.objects.filter(ts__lt=cutoff).delete()[0]
+
+
+@transaction.atomic
+def set_anomaly_threshold(
+    level: str, value: float | None, actor=None, reason: str = ""
+) -> AnomalyThreshold | None:
+    """The alarm level of ``level``'s calibrated scores from the next scoring round on;
+    None goes back to the promoted version's own."""
+    levels = dict(AnomalyThreshold.LEVELS)
+    if level not in levels:
+        raise ValueError(f"level must be one of {', '.join(levels)}")
+    current = AnomalyThreshold.objects.select_for_update().filter(level=level).first()
+    before = current.value if current else None
+    if value is None:
+        if current is not None:
+            current.delete()
+        audit(actor, "anomaly.threshold", level, before=before, after=None, reason=reason)
+        return None
+    if not 0 < value <= 100:
+        raise ValueError("the alarm level is a calibrated score: more than 0, at most 100")
+    row = current or AnomalyThreshold(level=level)
+    row.value = float(value)
+    row.reason = reason.strip()[:300]
+    row.set_by = actor if getattr(actor, "pk", None) else None
+    row.set_at = timezone.now()
+    row.save()
+    audit(actor, "anomaly.threshold", level, before=before, after=row.value, reason=reason)
+    return row

@@ -20,6 +20,7 @@ urlpatterns = [
     path("anomalies/<int:anomaly_id>/", anomaly_views.anomaly_detail, name="anomaly_detail"),
     path("anomalies/<int:anomaly_id>/label", anomaly_views.anomaly_label, name="anomaly_label"),
     path("models/", views.model_list, name="model_list"),
+    path("models/anomaly/alarm-levels/", views.alarm_levels, name="alarm_levels"),
     path("models/<int:version_id>/", views.model_detail, name="model_detail"),
     path("models/train/<str:kind>", views.model_train, name="model_train"),
     path("models/<int:version_id>/promote", views.model_promote, name="model_promote"),

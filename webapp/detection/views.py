@@ -8,8 +8,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.core import roles
-from webapp.detection import versions
-from webapp.detection.models import ModelVersion
+from webapp.detection import sensitivity, services, versions
+from webapp.detection.models import AnomalyThreshold, ModelVersion
 
 REPLAY_ROWS = 200  # replayed alarm events listed per table on a version's page
 
@@ -118,3 +118,103 @@ def model_rollback(request, kind: str):
         return redirect("model_list")
     messages.success(request, f"Rolled back: {kind} v{version.version} is promoted again.")
     return redirect("model_list")
+
+
+def _model_thresholds(version: ModelVersion | None) -> dict[str, float] | None:
+    """The promoted anomaly version's own alarm level per level, from its artefact (JSON:
+    the page does not load the network)."""
+    import json
+    from pathlib import Path
+
+    from models.anomaly.postprocess import Thresholds
+
+    if version is None:
+        return None
+    try:
+        data = json.loads((Path(version.artefact_path) / "thresholds.json").read_text())
+    except (OSError, ValueError):
+        return None
+    own = Thresholds.from_dict(data)
+    return {level: own.for_group(level) for level, _ in AnomalyThreshold.LEVELS}
+
+
+def _level_value(raw: str, field: str) -> float | None:
+    """A form's alarm level: blank is None; anything else a calibrated score in (0, 100]."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{field}: a number from 0 to 100, not {raw[:20]!r}") from None
+    if not 0 < value <= 100:
+        raise ValueError(f"{field}: a calibrated score, more than 0 and at most 100")
+    return value
+
+
+@roles.require_role(roles.VIEWER)
+def alarm_levels(request):
+    """The anomaly alarm level per level: the promoted version's own, the one in force, and
+    what another would have raised on the stored scores of the last day (GET ?vm=&host=);
+    admins set or clear it (POST)."""
+    version = versions.promoted(ModelVersion.KIND_ANOMALY)
+    own = _model_thresholds(version)
+    chosen = {t.level: t for t in AnomalyThreshold.objects.select_related("set_by")}
+    is_admin = roles.has_role(request.user, roles.ADMIN)
+    errors, status = [], 200
+    if request.method == "POST":
+        if not is_admin:
+            return roles.forbidden(request, roles.ADMIN)
+        level = request.POST.get("level", "")
+        try:
+            if level not in dict(AnomalyThreshold.LEVELS):
+                raise ValueError("level: instances (vm) or nodes (host)")
+            value = _level_value(request.POST.get("value", ""), "value")
+            services.set_anomaly_threshold(
+                level, value, actor=request.user, reason=request.POST.get("reason", "")
+            )
+        except ValueError as exc:
+            errors.append(str(exc))
+            status = 400
+        else:
+            name = dict(AnomalyThreshold.LEVELS)[level]
+            messages.success(
+                request,
+                f"Anomalies on {name} now alarm at {value:g}."
+                if value is not None
+                else f"Anomalies on {name} alarm at the promoted version's own level again.",
+            )
+            return redirect("alarm_levels")
+    rows = []
+    for level, name in AnomalyThreshold.LEVELS:
+        tried = None
+        try:
+            tried = _level_value(request.GET.get(level, ""), level)
+        except ValueError as exc:
+            errors.append(str(exc))
+            status = 400
+        in_force = chosen[level].value if level in chosen else (own or {}).get(level)
+        compare = {}
+        if own is not None:
+            compare["the model's own"] = own[level]
+            if in_force is not None and in_force != own[level]:
+                compare["in force"] = in_force
+            if tried is not None:
+                compare["tried"] = tried
+        rows.append(
+            {
+                "level": level,
+                "name": name,
+                "own": (own or {}).get(level),
+                "chosen": chosen.get(level),
+                "in_force": in_force,
+                "tried": tried,
+                "backtest": sensitivity.backtest(level, compare) if compare else None,
+            }
+        )
+    return render(
+        request,
+        "detection/alarm_levels.html",
+        {"version": version, "rows": rows, "is_admin": is_admin, "errors": errors},
+        status=status,
+    )
