@@ -184,8 +184,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-# Training takes minutes of CPU: its own queue and worker keep scoring and alerting live.
-CELERY_TASK_ROUTES = {"detection.train_model": {"queue": "training"}}
+# Training and the first models' backfills take minutes of CPU: their own queue and worker
+# keep scoring and alerting live.
+CELERY_TASK_ROUTES = {
+    name: {"queue": "training"}
+    for name in (
+        "detection.train_model",
+        "detection.backfill_anomalies",
+        "detection.backfill_interference",
+    )
+}
 
 # --- Telltale
 TELLTALE_RETENTION_DAYS = env_int("TELLTALE_RETENTION_DAYS", 15, minimum=1)

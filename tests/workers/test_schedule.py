@@ -15,3 +15,15 @@ def test_scoring_periods_are_configurable(settings):
     assert schedule["score-anomalies"]["schedule"] == 300.0
     assert schedule["score-anomalies"]["options"]["expires"] == 300.0
     assert schedule["predict-interference"]["schedule"] == 120.0
+
+
+def test_tasks_that_take_minutes_of_cpu_run_on_the_training_worker_not_beside_scoring():
+    from workers.celery import app
+
+    for name in (
+        "detection.train_model",
+        "detection.backfill_anomalies",
+        "detection.backfill_interference",
+    ):
+        assert app.amqp.router.route({}, name)["queue"].name == "training", name
+    assert app.amqp.router.route({}, "detection.score_anomalies")["queue"].name != "training"
