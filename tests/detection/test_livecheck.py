@@ -98,3 +98,26 @@ def test_a_fleet_without_ground_truth_is_refused_not_scored_zero(fleet):
     _anomaly(version, a, 5, 15, "swap_storm")
     with pytest.raises(ValueError, match="needs a simulator feed"):
         anomaly_live_check(T0, T0 + timedelta(hours=1))
+
+
+def test_alarms_of_one_level_are_judged_against_that_levels_cases(fleet):
+    """A node's alarms cannot find an instance's fault: counting those as missed put node
+    recall at 5 of 45 in the demo's alarm-level backtest."""
+    from webapp.detection.livecheck import Span, judge
+
+    _, (a, b, _, _) = fleet
+    _case("1", "anomaly", "swap_storm", a, 10, 30)
+    _case("2", "anomaly", "cpu_hog", b, 10, 30)
+    InjectedCase.objects.create(
+        key="3", run="r", kind="anomaly", scenario="clock_skew", level="host", node=a.node,
+        start=T0 + timedelta(minutes=20), end=T0 + timedelta(minutes=40),
+    )  # fmt: skip
+    node_alarm = Span(
+        "host", None, a.node_id, T0 + timedelta(minutes=22), T0 + timedelta(minutes=30)
+    )
+    until = T0 + timedelta(hours=2)
+    mixed = judge([node_alarm], T0, until)
+    assert (mixed["faults"], mixed["faults_found"]) == (3, 1)
+    nodes = judge([node_alarm], T0, until, level="host")
+    assert (nodes["faults"], nodes["faults_found"], nodes["recall"]) == (1, 1, 1.0)
+    assert judge([], T0, until, level="host")["recall"] == 0.0

@@ -83,16 +83,20 @@ def anomaly_live_check(
 
 
 def judge(
-    alarms: list[Span], since: datetime, until: datetime, tolerance: timedelta = TOLERANCE
+    alarms: list[Span],
+    since: datetime,
+    until: datetime,
+    tolerance: timedelta = TOLERANCE,
+    level: str | None = None,
 ) -> dict | None:
-    """The alarms against the cases injected in [since, until]; None when none were."""
+    """The alarms against the cases injected in [since, until] (of ``level`` only, when the
+    alarms are of one level); None when none were."""
     # Every case under way in the period can explain an alarm; only those that began in it
     # (and not in its last minutes) are counted for recall and the deceptive FPR.
-    cases = list(
-        InjectedCase.objects.filter(end__gte=since - tolerance, start__lte=until)
-        .select_related("instance", "node")
-        .order_by("start")
-    )
+    found = InjectedCase.objects.filter(end__gte=since - tolerance, start__lte=until)
+    if level is not None:
+        found = found.filter(level=level)
+    cases = list(found.select_related("instance", "node").order_by("start"))
     if not cases:
         return None
     spans = [

@@ -80,7 +80,7 @@ def backtest(level: str, levels: dict[str, float], hours: float = BACKTEST_HOURS
             "targets_alarmed": len(alarmed),
             "events_per_target_day": round(len(alarms) / target_days, 3) if target_days else None,
         }
-        truth = judge(alarms, since, until, TOLERANCE)
+        truth = judge(alarms, since, until, TOLERANCE, level=level)
         if truth is not None:
             for key in ("faults", "faults_found", "recall", "precision", "deceptive_fpr"):
                 figures[key] = truth[key]
