@@ -117,16 +117,12 @@ def test_aggregations_and_comparisons(store):
 
 
 def test_anomaly_and_interference_rules_read_the_score_series(store):
-    write(
-        "telltale_anomaly_score",
-        {"level": "vm", "node": "n1", "vm": "a"},
-        every(T0, T0 + 5 * MIN, 91.0),
-    )
-    write(
-        "telltale_anomaly_score",
-        {"level": "vm", "node": "n2", "vm": "b"},
-        every(T0, T0 + 5 * MIN, 40.0),
-    )
+    """An anomaly rule reads the scores of windows the model alarmed on: b's score is high
+    but under the alarm level in force (its alarm series is 0), so it does not page."""
+    for vm, node, score, alarm in (("a", "n1", 91.0, 91.0), ("b", "n2", 85.0, 0.0)):
+        labels = {"level": "vm", "node": node, "vm": vm}
+        write("telltale_anomaly_score", labels, every(T0, T0 + 5 * MIN, score))
+        write("telltale_anomaly_alarm", labels, every(T0, T0 + 5 * MIN, alarm))
     write("telltale_interference_p", {"node": "n1", "vm": "a"}, every(T0, T0 + 5 * MIN, 0.55))
     write("telltale_interference_p", {"node": "n1", "vm": "c"}, every(T0, T0 + 5 * MIN, 0.95))
     anomaly = make_rule(
@@ -140,7 +136,7 @@ def test_anomaly_and_interference_rules_read_the_score_series(store):
     interference = make_rule(
         name="Interference", kind=AlertRule.INTERFERENCE, selector="", op="<", threshold=0.7
     )
-    assert anomaly.metric_selector == 'telltale_anomaly_score{level="vm"}'
+    assert anomaly.metric_selector == 'telltale_anomaly_alarm{level="vm"}'
     evaluate(T0 + 4 * MIN, anomaly, interference)
     assert [a.labels["vm"] for a in anomaly.alerts.filter(state="firing")] == ["a"]
     assert [a.labels["vm"] for a in interference.alerts.filter(state="firing")] == ["a"]

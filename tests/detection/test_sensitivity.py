@@ -71,6 +71,18 @@ def test_every_round_alarms_at_the_chosen_level(store, anomaly_artefact):
     )
     assert counts["scored"] == len(series) and counts["anomalous"] == expected
     assert expected >= sum(v == "vm" for v in level.values()) / 2  # at 0.1 most alarm
+    # What anomaly alert rules read: the score where the window alarmed at the chosen
+    # level, 0 where it did not.
+    alarms = query.select("telltale_anomaly_alarm")
+    alarmed = query.get_store().read_raw([s.id for s in alarms], NOW, NOW + 1)
+    score_of = {
+        tuple(sorted(s.labels.items())): float(data[s.id][1][0]) for s in series if s.id in data
+    }
+    for s in alarms:
+        score = score_of[tuple(sorted(s.labels.items()))]
+        floor = 0.1 if s.labels["level"] == "vm" else 100
+        assert float(alarmed[s.id][1][0]) == (score if score >= floor else 0.0)
+    assert len(alarms) == len(series)
 
 
 def _stored_scores(target: str, values: list[float], level: str = "vm") -> None:

@@ -31,7 +31,7 @@ class AlertRule(models.Model):
     )
     KINDS = [
         (METRIC, "metric threshold"),
-        (ANOMALY, "anomaly score ≥ X"),
+        (ANOMALY, "anomaly (the model alarms) with score ≥ X"),
         (INTERFERENCE, "interference P below X"),
         (LOG, "log pattern rate"),
         (ABSENCE, "absence (no data, up == 0, heartbeat)"),
@@ -108,9 +108,11 @@ class AlertRule(models.Model):
     @property
     def metric_selector(self) -> str:
         """The series selector a threshold rule reads: anomaly and interference rules
-        read the score series the scoring tasks write, narrowed by the target matchers."""
+        read the series the scoring tasks write, narrowed by the target matchers. Anomaly
+        rules read the scores of windows that alarm at the level in force (0 otherwise), so
+        they page only for what the anomaly list shows."""
         base = {
-            self.ANOMALY: "telltale_anomaly_score",
+            self.ANOMALY: "telltale_anomaly_alarm",
             self.INTERFERENCE: "telltale_interference_p",
         }
         metric = base.get(self.kind)

@@ -1,5 +1,6 @@
 """Scoring the fleet with the promoted anomaly model, once a minute: windows from the store,
-scores as the ``telltale_anomaly_score`` series, anomalous stretches as Anomaly rows (and
+scores as the ``telltale_anomaly_score`` series (and ``telltale_anomaly_alarm`` where they
+alarm), anomalous stretches as Anomaly rows (and
 incident signals). Running it twice for the same minute changes nothing."""
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def score_fleet(now_ms: int | None = None) -> dict:
         by_name = {r.name: r for r in rows}
         for score in scores:
             target = by_name[score.target]
-            samples.append(_score_samples(level, target, score, end_ms))
+            samples.extend(_score_samples(level, target, score, end_ms))
             counts["scored"] += 1
             if score.is_anomalous:
                 counts["anomalous"] += 1
@@ -239,7 +240,9 @@ def backfill(version_id: int, hours: float | None = None) -> dict:
         for end_ms in range(until_ms - int(hours * 3_600_000) + every_ms, until_ms, every_ms):
             windows = with_data(windows_for(detector, level, rows, end_ms))
             scores = detector.score(windows, thresholds=levels) if windows else []
-            samples = [_score_samples(level, by_name[sc.target], sc, end_ms) for sc in scores]
+            samples = [
+                s for sc in scores for s in _score_samples(level, by_name[sc.target], sc, end_ms)
+            ]
             writer.write_metrics(
                 MetricBatch(series=samples), source=writer.DERIVED_SOURCE, client="anomaly"
             )
@@ -260,15 +263,25 @@ def backfill(version_id: int, hours: float | None = None) -> dict:
     return counts
 
 
-def _score_samples(level: str, target, score, end_ms: int) -> SeriesSamples:
-    labels = {"__name__": "telltale_anomaly_score", "level": level}
+def _score_samples(level: str, target, score, end_ms: int) -> list[SeriesSamples]:
+    """The window's score, and the same score as ``telltale_anomaly_alarm`` where the window
+    alarms at the level in force (0 where it does not): what anomaly alert rules read, so
+    that every page is an anomaly on the list, whatever the alarm level."""
+    labels = {"level": level}
     if level == "vm":
         labels["vm"] = target.name
         if target.node_id:
             labels["node"] = target.node.name
     else:
         labels["node"] = target.name
-    return SeriesSamples(tuple(sorted(labels.items())), [end_ms], [float(score.score)])
+    alarm = float(score.score) if score.is_anomalous else 0.0
+    return [
+        SeriesSamples(tuple(sorted({**labels, "__name__": name}.items())), [end_ms], [value])
+        for name, value in (
+            ("telltale_anomaly_score", float(score.score)),
+            ("telltale_anomaly_alarm", alarm),
+        )
+    ]
 
 
 @transaction.atomic
