@@ -142,6 +142,20 @@ def test_anomaly_and_interference_rules_read_the_score_series(store):
     assert [a.labels["vm"] for a in interference.alerts.filter(state="firing")] == ["a"]
 
 
+def test_the_seeded_anomaly_rule_pages_whenever_the_model_alarms_whatever_the_score(store):
+    """Instance anomalies scored 60-74 in the demo: a fixed score of 80 never paged them."""
+    from django.core.management import call_command
+
+    for vm, alarm in (("a", 64.0), ("b", 0.0)):
+        labels = {"level": "vm", "node": "n1", "vm": vm}
+        write("telltale_anomaly_score", labels, every(T0, T0 + 5 * MIN, 70.0))
+        write("telltale_anomaly_alarm", labels, every(T0, T0 + 5 * MIN, alarm))
+    call_command("alerting_seed")
+    seeded = AlertRule.objects.get(name="ContextAnomaly")
+    evaluate(T0 + 4 * MIN, seeded)
+    assert [a.labels["vm"] for a in seeded.alerts.filter(state="firing")] == ["a"]
+
+
 def test_log_pattern_rate_per_node(db):
     from ingest.types import LogBatch, LogEntry
     from webapp.telemetry import writer
