@@ -4,6 +4,7 @@ model did on the live fleet against a simulator feed's ground truth (see
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import datetime
 from pathlib import Path
@@ -14,12 +15,14 @@ from webapp.detection.livecheck import anomaly_live_check
 
 
 def _instant(value: str) -> datetime:
+    # argparse turns this error into a usage message naming the option; a CommandError
+    # raised while parsing escaped as a traceback.
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise CommandError(f"not an ISO 8601 time: {value!r}") from None
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
     if parsed.tzinfo is None:
-        raise CommandError(f"give a time zone (e.g. {value}Z): {value!r}")
+        raise argparse.ArgumentTypeError(f"give a time zone (e.g. {value}Z): {value!r}")
     return parsed
 
 
