@@ -88,6 +88,26 @@ def test_instance_page_names_a_node_that_still_sends_its_series_after_it_moved(
     assert 'id="also-reporting"' in body and "old-node" in body.split('id="also-reporting"')[1]
 
 
+def test_the_instance_page_charts_its_anomaly_score_against_the_alarm_level(viewer_client, store):
+    """Not the alarm series beside it: that repeats the score's alarming windows for alert
+    rules."""
+    from webapp.detection import services as detection_services
+
+    fleet(1)
+    labels = {"level": "vm", "node": "node-00", "vm": "vm-00-0"}
+    points = [(NOW - 600_000 + i * 60_000, 20.0 + i) for i in range(10)]
+    for metric in ("telltale_anomaly_score", "telltale_anomaly_alarm"):
+        batch = MetricBatch(series=[series_samples(metric, labels, points)])
+        writer.write_metrics(batch, source=writer.DERIVED_SOURCE, client="anomaly")
+    detection_services.set_anomaly_threshold("vm", 61)
+    figures = dict(
+        viewer_client.get(reverse("instance_detail", args=["vm-00-0"])).context["figures"]
+    )
+    assert "telltale_anomaly_alarm" not in figures
+    shapes = go.Figure(figures["telltale_anomaly_score"]).layout.shapes
+    assert [(s.type, s.y0) for s in shapes if s.type == "line"] == [("line", 61)]
+
+
 def test_node_list_filters(viewer_client, store):
     fleet(4)
 

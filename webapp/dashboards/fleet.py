@@ -40,7 +40,12 @@ KEY_METRICS = (
     ("node_load1", "Load (1 min)", ""),
     ("node_memory_MemAvailable_bytes", "Memory available", "bytes"),
     ("up", "Target up", ""),
+    ("telltale_anomaly_score", "Anomaly score", ""),
+    ("telltale_interference_p", "Predicted P (1 = not slowed)", "ratio"),
 )
+# Series no page charts on their own: the alarm series repeats the anomaly score's alarming
+# windows (alert rules read it; the score chart draws the alarm level instead).
+UNCHARTED = {"telltale_anomaly_alarm"}
 MAX_CHARTS = 8
 MAX_LINES_PER_CHART = 12
 
@@ -118,7 +123,7 @@ def key_metric_charts(
     """(metric, title, unit, series) for the charts of a node or instance page; metrics in
     ``prefer`` (e.g. an anomaly's top attribution) come first."""
     by_metric: dict[str, list[Series]] = defaultdict(list)
-    for s in series_qs.order_by("metric", "id"):
+    for s in series_qs.exclude(metric__in=UNCHARTED).order_by("metric", "id"):
         by_metric[s.metric].append(s)
     charts = []
     titles = {metric: (title, unit) for metric, title, unit in KEY_METRICS}
@@ -184,17 +189,34 @@ def charts_for(chart_defs, tr, regions=None):
     if not all_series:
         return []
     regions = list(regions or [])
+    levels = _alarm_levels() if any(m == ANOMALY_SCORE for m, *_ in chart_defs) else {}
     key = (
         tuple(
             (m, title, unit, tuple(s.id for s in series)) for m, title, unit, series in chart_defs
         ),
         panelcache.range_key(tr),
         tuple(regions),
+        tuple(sorted(levels.items())),
     )
-    return panelcache.get_or_build("charts", key, lambda: _build_charts(chart_defs, tr, regions))
+    return panelcache.get_or_build(
+        "charts", key, lambda: _build_charts(chart_defs, tr, regions, levels)
+    )
 
 
-def _build_charts(chart_defs, tr, regions):
+ANOMALY_SCORE = "telltale_anomaly_score"
+
+
+def _alarm_levels() -> dict[str, float]:
+    from django.apps import apps
+
+    if not apps.is_installed("webapp.detection"):
+        return {}
+    from webapp.detection.sensitivity import levels_in_force
+
+    return levels_in_force()
+
+
+def _build_charts(chart_defs, tr, regions, levels):
     from webapp.dashboards.charts import ChartSpec, Figure, time_series_figure
 
     all_series = [s for _, _, _, series in chart_defs for s in series]
@@ -203,7 +225,13 @@ def _build_charts(chart_defs, tr, regions):
     figures = []
     for metric, title, unit, series in chart_defs:
         lines = result_lines(series, [by_id[s.id] for s in series])
-        spec = ChartSpec(title=title, unit=unit, lines=lines, regions=regions)
+        thresholds = []
+        if metric == ANOMALY_SCORE:  # a page's score series are of one level
+            level = levels.get(series[0].labels.get("level", ""))
+            thresholds = [(level, "alarm level")] if level is not None else []
+        spec = ChartSpec(
+            title=title, unit=unit, lines=lines, regions=regions, thresholds=thresholds
+        )
         figure = Figure(time_series_figure(spec, tr.start_ms, tr.end_ms))
         figure.script_json()  # once, here, rather than on every view of a cached figure
         figures.append((metric, figure))

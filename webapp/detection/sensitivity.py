@@ -7,11 +7,16 @@ scores nothing, so it answers in a page load."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
+from models.anomaly.postprocess import Thresholds
+from webapp.detection import versions
 from webapp.detection.livecheck import TOLERANCE, Span, judge
+from webapp.detection.models import AnomalyThreshold, ModelVersion
 from webapp.detection.scoring import CLOSE_AFTER
 from webapp.telemetry import query
 
@@ -20,6 +25,26 @@ SCORE_METRIC = "telltale_anomaly_score"
 # A live round closes an anomaly CLOSE_AFTER after its last flagged round, so flagged
 # rounds closer than this are one anomaly.
 LIVE_MERGE_MS = int((CLOSE_AFTER + timedelta(minutes=1)).total_seconds() * 1000)
+
+
+def model_levels(version) -> dict[str, float] | None:
+    """A promoted anomaly version's own alarm level per level, from its artefact (JSON: a
+    page need not load the network); None without a readable one."""
+    if version is None:
+        return None
+    try:
+        data = json.loads((Path(version.artefact_path) / "thresholds.json").read_text())
+    except (OSError, ValueError):
+        return None
+    own = Thresholds.from_dict(data)
+    return {level: own.for_group(level) for level, _ in AnomalyThreshold.LEVELS}
+
+
+def levels_in_force() -> dict[str, float]:
+    """The alarm level each level's scores are held to now: an admin's, else the promoted
+    version's own (none without a promoted version)."""
+    own = model_levels(versions.promoted(ModelVersion.KIND_ANOMALY)) or {}
+    return {**own, **dict(AnomalyThreshold.objects.values_list("level", "value"))}
 
 
 def alarm_spans(ts: np.ndarray, values: np.ndarray, threshold: float) -> list[tuple[int, int]]:

@@ -120,24 +120,6 @@ def model_rollback(request, kind: str):
     return redirect("model_list")
 
 
-def _model_thresholds(version: ModelVersion | None) -> dict[str, float] | None:
-    """The promoted anomaly version's own alarm level per level, from its artefact (JSON:
-    the page does not load the network)."""
-    import json
-    from pathlib import Path
-
-    from models.anomaly.postprocess import Thresholds
-
-    if version is None:
-        return None
-    try:
-        data = json.loads((Path(version.artefact_path) / "thresholds.json").read_text())
-    except (OSError, ValueError):
-        return None
-    own = Thresholds.from_dict(data)
-    return {level: own.for_group(level) for level, _ in AnomalyThreshold.LEVELS}
-
-
 def _level_value(raw: str, field: str) -> float | None:
     """A form's alarm level: blank is None; anything else a calibrated score in (0, 100]."""
     raw = raw.strip()
@@ -158,7 +140,7 @@ def alarm_levels(request):
     what another would have raised on the stored scores of the last day (GET ?vm=&host=);
     admins set or clear it (POST)."""
     version = versions.promoted(ModelVersion.KIND_ANOMALY)
-    own = _model_thresholds(version)
+    own = sensitivity.model_levels(version)
     chosen = {t.level: t for t in AnomalyThreshold.objects.select_related("set_by")}
     is_admin = roles.has_role(request.user, roles.ADMIN)
     errors, status = [], 200
