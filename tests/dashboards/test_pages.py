@@ -106,6 +106,13 @@ def test_the_instance_page_charts_its_anomaly_score_against_the_alarm_level(view
     assert "telltale_anomaly_alarm" not in figures
     shapes = go.Figure(figures["telltale_anomaly_score"]).layout.shapes
     assert [(s.type, s.y0) for s in shapes if s.type == "line"] == [("line", 61)]
+    # Its node's cluster has a level of its own: that one.
+    detection_services.set_anomaly_threshold("vm", 70, cluster="eu1")
+    figures = dict(
+        viewer_client.get(reverse("instance_detail", args=["vm-00-0"])).context["figures"]
+    )
+    shapes = go.Figure(figures["telltale_anomaly_score"]).layout.shapes
+    assert [s.y0 for s in shapes if s.type == "line"] == [70]
 
 
 def test_node_list_filters(viewer_client, store):

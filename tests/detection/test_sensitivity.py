@@ -85,8 +85,35 @@ def test_every_round_alarms_at_the_chosen_level(store, anomaly_artefact):
     assert len(alarms) == len(series)
 
 
-def _stored_scores(target: str, values: list[float], level: str = "vm") -> None:
-    labels = {"level": level, "node": "n1", **({"vm": target} if level == "vm" else {})}
+def test_a_clusters_level_wins_over_the_fleets_for_its_targets(store, anomaly_artefact, users):
+    """Batch nodes held to 100 while the rest of the fleet alarms at 0.1: each round flags
+    each window at its own cluster's level."""
+    from ingest.simulator import SimConfig, Simulator
+    from webapp.detection.models import Anomaly
+    from webapp.telemetry.models import Instance, Node
+    from webapp.telemetry.simulation import backfill
+    from webapp.telemetry.stats import ingest_stats
+
+    start = (int(time.time()) - 2 * 3600) // 60 * 60
+    backfill(Simulator(SimConfig(seed=21, n_nodes=2, n_instances=6, start=start, hours=2.1)))
+    ingest_stats.flush()
+    batch, prod = Node.objects.order_by("name")
+    Node.objects.filter(pk=batch.pk).update(cluster="batch")
+    Node.objects.filter(pk=prod.pk).update(cluster="prod")
+    promote_artefact("anomaly", anomaly_artefact)
+    services.set_anomaly_threshold("vm", 0.1)
+    services.set_anomaly_threshold("vm", 100, actor=users.admin, cluster="batch")
+    assert AuditEvent.objects.filter(target="vm in batch").exists()
+    scoring.score_fleet(NOW)
+    flagged = set(
+        Anomaly.objects.filter(level="vm").values_list("instance__node__cluster", flat=True)
+    )
+    assert flagged == {"prod"}
+    assert Instance.objects.filter(node=batch).exists()
+
+
+def _stored_scores(target: str, values: list[float], level: str = "vm", node: str = "n1") -> None:
+    labels = {"level": level, "node": node, **({"vm": target} if level == "vm" else {})}
     points = [(NOW - (len(values) - k) * MIN, v) for k, v in enumerate(values)]
     batch = MetricBatch(series=[series_samples("telltale_anomaly_score", labels, points)])
     writer.write_metrics(batch, source=writer.DERIVED_SOURCE, client="anomaly")
@@ -127,4 +154,37 @@ def test_the_page_shows_what_each_level_would_have_raised_and_admins_set_it(
         "in force",
     }
     admin_client.post(reverse("alarm_levels"), {"level": "vm", "value": ""})
+    assert not AnomalyThreshold.objects.exists()
+
+
+def test_a_level_is_tried_and_set_for_one_cluster(
+    store, anomaly_artefact, viewer_client, admin_client
+):
+    from webapp.telemetry.models import Node
+
+    promote_artefact("anomaly", anomaly_artefact)
+    quiet = [10.0] * 30
+    _stored_scores("vm-a", quiet[:10] + [70.0] * 3 + quiet[:17], node="n1")
+    _stored_scores("vm-b", quiet[:10] + [70.0] * 3 + quiet[:17], node="n2")
+    Node.objects.filter(name="n1").update(cluster="prod")
+    Node.objects.filter(name="n2").update(cluster="batch")
+    assert sensitivity.backtest("vm", {"x": 60}, cluster="batch")["targets"] == 1
+    assert sensitivity.backtest("vm", {"x": 60})["rows"]["x"]["events"] == 2
+    page = viewer_client.get(reverse("alarm_levels"), {"vm": "60", "vm_cluster": "batch"})
+    row = page.context["rows"][0]
+    assert row["scope"] == "batch" and row["backtest"]["targets"] == 1
+    bad = admin_client.post(
+        reverse("alarm_levels"), {"level": "vm", "cluster": "btach", "value": "90"}
+    )
+    assert (
+        bad.status_code == 400 and "cluster: no node is in a cluster named" in bad.content.decode()
+    )
+    admin_client.post(reverse("alarm_levels"), {"level": "vm", "cluster": "batch", "value": "90"})
+    assert AnomalyThreshold.objects.get(cluster="batch").value == 90
+    page = viewer_client.get(reverse("alarm_levels"), {"vm_cluster": "batch"})
+    row = page.context["rows"][0]
+    assert [t.cluster for t in row["clusters"]] == ["batch"]
+    assert row["backtest"]["rows"]["in force"]["threshold"] == 90
+    assert 'data-clusters="vm"' in page.content.decode()
+    admin_client.post(reverse("alarm_levels"), {"level": "vm", "cluster": "batch", "value": ""})
     assert not AnomalyThreshold.objects.exists()

@@ -189,7 +189,7 @@ def charts_for(chart_defs, tr, regions=None):
     if not all_series:
         return []
     regions = list(regions or [])
-    levels = _alarm_levels() if any(m == ANOMALY_SCORE for m, *_ in chart_defs) else {}
+    levels = {m: _alarm_level(series[0]) for m, _, _, series in chart_defs if m == ANOMALY_SCORE}
     key = (
         tuple(
             (m, title, unit, tuple(s.id for s in series)) for m, title, unit, series in chart_defs
@@ -206,14 +206,18 @@ def charts_for(chart_defs, tr, regions=None):
 ANOMALY_SCORE = "telltale_anomaly_score"
 
 
-def _alarm_levels() -> dict[str, float]:
+def _alarm_level(series: Series) -> float | None:
+    """The alarm level a score series' target is held to: its level's, in its node's
+    cluster."""
     from django.apps import apps
 
     if not apps.is_installed("webapp.detection"):
-        return {}
+        return None
     from webapp.detection.sensitivity import levels_in_force
 
-    return levels_in_force()
+    cluster = series.node.cluster if series.node_id else ""
+    value = levels_in_force().value(series.labels.get("level", ""), cluster)
+    return None if value != value else value  # NaN: no model, no level
 
 
 def _build_charts(chart_defs, tr, regions, levels):
@@ -226,9 +230,8 @@ def _build_charts(chart_defs, tr, regions, levels):
     for metric, title, unit, series in chart_defs:
         lines = result_lines(series, [by_id[s.id] for s in series])
         thresholds = []
-        if metric == ANOMALY_SCORE:  # a page's score series are of one level
-            level = levels.get(series[0].labels.get("level", ""))
-            thresholds = [(level, "alarm level")] if level is not None else []
+        if levels.get(metric) is not None:  # a page's score series are of one target
+            thresholds = [(levels[metric], "alarm level")]
         spec = ChartSpec(
             title=title, unit=unit, lines=lines, regions=regions, thresholds=thresholds
         )

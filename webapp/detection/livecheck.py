@@ -88,14 +88,18 @@ def judge(
     until: datetime,
     tolerance: timedelta = TOLERANCE,
     level: str | None = None,
+    nodes: set[int] | None = None,
 ) -> dict | None:
-    """The alarms against the cases injected in [since, until] (of ``level`` only, when the
-    alarms are of one level); None when none were."""
+    """The alarms against the cases injected in [since, until] (of ``level`` only, and on
+    ``nodes`` only, when the alarms are of one level or of those nodes); None when none
+    were."""
     # Every case under way in the period can explain an alarm; only those that began in it
     # (and not in its last minutes) are counted for recall and the deceptive FPR.
     found = InjectedCase.objects.filter(end__gte=since - tolerance, start__lte=until)
     if level is not None:
         found = found.filter(level=level)
+    if nodes is not None:
+        found = found.filter(node_id__in=nodes)
     cases = list(found.select_related("instance", "node").order_by("start"))
     if not cases:
         return None

@@ -69,13 +69,17 @@ class ModelVersion(models.Model):
 
 class AnomalyThreshold(models.Model):
     """An admin's alarm level for one level's calibrated scores (the model's series groups:
-    instances and nodes), in force for whichever anomaly version is promoted: the same
-    number means the same rarity of a normal window for every version (50 = one in a
-    thousand). Without one, the promoted version's own threshold applies."""
+    instances and nodes), for the whole fleet or one cluster, in force for whichever
+    anomaly version is promoted: the same number means the same rarity of a normal window
+    for every version (50 = one in a thousand). A cluster's level wins over the fleet's;
+    without either, the promoted version's own threshold applies."""
 
     LEVELS = [("vm", "instances"), ("host", "nodes")]
 
-    level = models.CharField(max_length=8, choices=LEVELS, unique=True)
+    level = models.CharField(max_length=8, choices=LEVELS)
+    cluster = models.CharField(
+        max_length=100, blank=True, help_text="the nodes' cluster; blank: the whole fleet"
+    )
     value = models.FloatField(help_text="calibrated score (0-100) at which a window alarms")
     reason = models.CharField(max_length=300, blank=True)
     set_by = models.ForeignKey(
@@ -83,8 +87,15 @@ class AnomalyThreshold(models.Model):
     )
     set_at = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        ordering = ["level", "cluster"]
+        constraints = [
+            models.UniqueConstraint(fields=["level", "cluster"], name="one_level_per_cluster")
+        ]
+
     def __str__(self) -> str:
-        return f"{self.level} alarms at {self.value:g}"
+        where = f" in {self.cluster}" if self.cluster else ""
+        return f"{self.level}{where} alarms at {self.value:g}"
 
 
 class Anomaly(models.Model):

@@ -9,6 +9,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -16,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from ingest.types import MetricBatch, SeriesSamples
+from models.anomaly.postprocess import Thresholds
 from webapp.detection import versions
 from webapp.detection.models import Anomaly, AnomalyThreshold, ModelVersion
 from webapp.detection.windows import metric_windows
@@ -49,15 +51,52 @@ def _logs(level: str, ids: list[int], start: datetime, end: datetime) -> dict[in
     return out
 
 
-def alarm_levels(detector):
-    """The detector's thresholds with the admins' alarm levels (``AnomalyThreshold``) in
-    their place: what every round, backfill and replay alarms at."""
-    from models.anomaly.postprocess import Thresholds
+@dataclass(frozen=True)
+class AlarmLevels:
+    """What every round, backfill and replay alarms at: per level, a cluster's level (an
+    admin's ``AnomalyThreshold``), else the fleet's (an admin's, else the detector's own)."""
 
-    chosen = dict(AnomalyThreshold.objects.values_list("level", "value"))
+    fleet: Thresholds
+    clusters: dict[tuple[str, str], float]
+
+    def value(self, level: str, cluster: str = "") -> float:
+        return self.clusters.get((level, cluster), self.fleet.for_group(level))
+
+    def thresholds(self, cluster: str = "") -> Thresholds:
+        """The detector's thresholds for windows of ``cluster``'s targets."""
+        own = {level: v for (level, c), v in self.clusters.items() if c == cluster}
+        return Thresholds(self.fleet.default, {**self.fleet.groups, **own})
+
+
+def alarm_levels(detector) -> AlarmLevels:
+    chosen = AnomalyThreshold.objects.values_list("level", "cluster", "value")
     base = detector.thresholds
     groups = {level: base.for_group(level) for level in detector.metric_names}
-    return Thresholds(base.default, {**groups, **chosen})
+    groups.update({level: value for level, cluster, value in chosen if not cluster})
+    return AlarmLevels(
+        Thresholds(base.default, groups),
+        {(level, cluster): value for level, cluster, value in chosen if cluster},
+    )
+
+
+def cluster_of(level: str, target) -> str:
+    """The cluster whose alarm level a target is held to: its node's."""
+    if level == "vm":
+        return target.node.cluster if target.node_id else ""
+    return target.cluster
+
+
+def score_at_levels(detector, level: str, rows, windows, levels: AlarmLevels, explain="anomalous"):
+    """The windows scored, each flagged (and explained) at its target's cluster's level."""
+    clusters = {r.name: cluster_of(level, r) for r in rows}
+    groups: dict[str, list] = defaultdict(list)
+    for window in windows:
+        groups[clusters[window.target]].append(window)
+    return [
+        score
+        for cluster, part in groups.items()
+        for score in detector.score(part, explain=explain, thresholds=levels.thresholds(cluster))
+    ]
 
 
 def targets(level: str, now: datetime):
@@ -106,7 +145,7 @@ def score_fleet(now_ms: int | None = None) -> dict:
         scorable = with_data(windows)
         counts["without_data"] += len(windows) - len(scorable)
         windows = scorable
-        scores = detector.score(windows, thresholds=levels) if windows else []
+        scores = score_at_levels(detector, level, rows, windows, levels)
         by_name = {r.name: r for r in rows}
         for score in scores:
             target = by_name[score.target]
@@ -239,7 +278,7 @@ def backfill(version_id: int, hours: float | None = None) -> dict:
         found: dict[str, list] = defaultdict(list)
         for end_ms in range(until_ms - int(hours * 3_600_000) + every_ms, until_ms, every_ms):
             windows = with_data(windows_for(detector, level, rows, end_ms))
-            scores = detector.score(windows, thresholds=levels) if windows else []
+            scores = score_at_levels(detector, level, rows, windows, levels)
             samples = [
                 s for sc in scores for s in _score_samples(level, by_name[sc.target], sc, end_ms)
             ]
@@ -251,7 +290,8 @@ def backfill(version_id: int, hours: float | None = None) -> dict:
             counts["scored"] += len(scores)
         for name, scores in found.items():
             raw = {sc.end: sc.raw for sc in scores}
-            for event in detector.events(scores, threshold=levels.for_group(level)):
+            threshold = levels.value(level, cluster_of(level, by_name[name]))
+            for event in detector.events(scores, threshold=threshold):
                 counts["opened"] += _backfilled_anomaly(
                     version,
                     level,
@@ -351,9 +391,8 @@ def replay(detectors: Sequence, now_ms: int, hours: float = REPLAY_HOURS) -> lis
     levels = [alarm_levels(detector) for detector in detectors]
     for level in ("vm", "host"):
         model = Instance if level == "vm" else Node
-        recent = list(
-            model.objects.filter(last_seen__gte=since).order_by("-last_seen")[:REPLAY_TARGETS]
-        )
+        seen = model.objects.filter(last_seen__gte=since).order_by("-last_seen")
+        recent = list((seen.select_related("node") if level == "vm" else seen)[:REPLAY_TARGETS])
         rows.update({(level, r.name): r for r in recent})
         for end in ends:
             read: dict[tuple, list] = {}
@@ -366,25 +405,26 @@ def replay(detectors: Sequence, now_ms: int, hours: float = REPLAY_HOURS) -> lis
                 if shape not in read:
                     read[shape] = with_data(windows_for(detector, level, recent, end))
                 windows = read[shape]
-                scored = (
-                    detector.score(windows, explain="none", thresholds=levels[k]) if windows else []
-                )
+                scored = score_at_levels(detector, level, recent, windows, levels[k], "none")
                 for score in scored:
                     scores[k][(level, score.target)].append(score)
     return [
-        _replayed(detector, found, rows, since, until, hours, thresholds)
-        for detector, found, thresholds in zip(detectors, scores, levels, strict=True)
+        _replayed(detector, found, rows, since, until, hours, chosen)
+        for detector, found, chosen in zip(detectors, scores, levels, strict=True)
     ]
 
 
-def _replayed(detector, scores: dict, rows: dict, since, until, hours: float, thresholds) -> dict:
+def _replayed(
+    detector, scores: dict, rows: dict, since, until, hours: float, levels: AlarmLevels
+) -> dict:
     """One detector's replay figures from its scores per (level, target name)."""
     from webapp.detection.livecheck import TOLERANCE, Span, judge
 
     alarms, events = [], []
     for (level, name), found in scores.items():
         row = rows[(level, name)]
-        for event in detector.events(found, threshold=thresholds.for_group(level)):
+        threshold = levels.value(level, cluster_of(level, row))
+        for event in detector.events(found, threshold=threshold):
             alarms.append(
                 Span(
                     level,

@@ -17,8 +17,9 @@ from models.anomaly.postprocess import Thresholds
 from webapp.detection import versions
 from webapp.detection.livecheck import TOLERANCE, Span, judge
 from webapp.detection.models import AnomalyThreshold, ModelVersion
-from webapp.detection.scoring import CLOSE_AFTER
+from webapp.detection.scoring import CLOSE_AFTER, AlarmLevels
 from webapp.telemetry import query
+from webapp.telemetry.models import Node
 
 BACKTEST_HOURS = 24
 SCORE_METRIC = "telltale_anomaly_score"
@@ -40,11 +41,14 @@ def model_levels(version) -> dict[str, float] | None:
     return {level: own.for_group(level) for level, _ in AnomalyThreshold.LEVELS}
 
 
-def levels_in_force() -> dict[str, float]:
-    """The alarm level each level's scores are held to now: an admin's, else the promoted
-    version's own (none without a promoted version)."""
+def levels_in_force() -> AlarmLevels:
+    """The alarm levels scores are held to now, per level and cluster: an admin's, else the
+    promoted version's own (NaN where neither is known)."""
     own = model_levels(versions.promoted(ModelVersion.KIND_ANOMALY)) or {}
-    return {**own, **dict(AnomalyThreshold.objects.values_list("level", "value"))}
+    chosen = AnomalyThreshold.objects.values_list("level", "cluster", "value")
+    fleet = {**own, **{level: value for level, cluster, value in chosen if not cluster}}
+    clusters = {(level, cluster): value for level, cluster, value in chosen if cluster}
+    return AlarmLevels(Thresholds(float("nan"), fleet), clusters)
 
 
 def alarm_spans(ts: np.ndarray, values: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -63,15 +67,26 @@ def alarm_spans(ts: np.ndarray, values: np.ndarray, threshold: float) -> list[tu
     return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
-def backtest(level: str, levels: dict[str, float], hours: float = BACKTEST_HOURS, now=None):
+def backtest(
+    level: str,
+    levels: dict[str, float],
+    hours: float = BACKTEST_HOURS,
+    now=None,
+    cluster: str | None = None,
+):
     """{label: figures} for each ``levels`` entry (a label such as "proposed" and its alarm
-    level) over the last ``hours`` of ``level``'s stored scores: alarm events, targets
-    alarmed, events per target-day, and, where injected cases were recorded, faults found,
-    recall, precision and deceptive FPR."""
+    level) over the last ``hours`` of ``level``'s stored scores (of the targets on
+    ``cluster``'s nodes, or the whole fleet's): alarm events, targets alarmed, events per
+    target-day, and, where injected cases were recorded, faults found, recall, precision
+    and deceptive FPR."""
     until = now or datetime.now(tz=UTC)
     since = until - timedelta(hours=hours)
     until_ms, since_ms = int(until.timestamp() * 1000), int(since.timestamp() * 1000)
     series = query.select(f'{SCORE_METRIC}{{level="{level}"}}')
+    nodes = None
+    if cluster is not None:
+        nodes = set(Node.objects.filter(cluster=cluster).values_list("pk", flat=True))
+        series = [s for s in series if s.node_id in nodes]
     data = query.get_store().read_raw([s.id for s in series], since_ms, until_ms)
     per_target: dict[tuple, list[tuple[np.ndarray, np.ndarray, int | None]]] = {}
     for s in series:
@@ -105,7 +120,7 @@ def backtest(level: str, levels: dict[str, float], hours: float = BACKTEST_HOURS
             "targets_alarmed": len(alarmed),
             "events_per_target_day": round(len(alarms) / target_days, 3) if target_days else None,
         }
-        truth = judge(alarms, since, until, TOLERANCE, level=level)
+        truth = judge(alarms, since, until, TOLERANCE, level=level, nodes=nodes)
         if truth is not None:
             for key in ("faults", "faults_found", "recall", "precision", "deceptive_fpr"):
                 figures[key] = truth[key]

@@ -41,27 +41,34 @@ def drop_old_predictions(now: datetime | None = None) -> int:
 
 @transaction.atomic
 def set_anomaly_threshold(
-    level: str, value: float | None, actor=None, reason: str = ""
+    level: str, value: float | None, actor=None, reason: str = "", cluster: str = ""
 ) -> AnomalyThreshold | None:
-    """The alarm level of ``level``'s calibrated scores from the next scoring round on;
-    None goes back to the promoted version's own."""
+    """The alarm level of ``level``'s calibrated scores (in ``cluster``, or the whole fleet)
+    from the next scoring round on; None goes back to the fleet's level, or for the fleet
+    to the promoted version's own."""
     levels = dict(AnomalyThreshold.LEVELS)
     if level not in levels:
         raise ValueError(f"level must be one of {', '.join(levels)}")
-    current = AnomalyThreshold.objects.select_for_update().filter(level=level).first()
+    cluster = cluster.strip()
+    if len(cluster) > 100:
+        raise ValueError("cluster: at most 100 characters")
+    current = (
+        AnomalyThreshold.objects.select_for_update().filter(level=level, cluster=cluster).first()
+    )
     before = current.value if current else None
+    target = f"{level} in {cluster}" if cluster else level
     if value is None:
         if current is not None:
             current.delete()
-        audit(actor, "anomaly.threshold", level, before=before, after=None, reason=reason)
+        audit(actor, "anomaly.threshold", target, before=before, after=None, reason=reason)
         return None
     if not 0 < value <= 100:
         raise ValueError("the alarm level is a calibrated score: more than 0, at most 100")
-    row = current or AnomalyThreshold(level=level)
+    row = current or AnomalyThreshold(level=level, cluster=cluster)
     row.value = float(value)
     row.reason = reason.strip()[:300]
     row.set_by = actor if getattr(actor, "pk", None) else None
     row.set_at = timezone.now()
     row.save()
-    audit(actor, "anomaly.threshold", level, before=before, after=row.value, reason=reason)
+    audit(actor, "anomaly.threshold", target, before=before, after=row.value, reason=reason)
     return row

@@ -120,6 +120,10 @@ def model_rollback(request, kind: str):
     return redirect("model_list")
 
 
+def _known(value: float) -> float | None:
+    return None if value != value else value  # NaN: no level is known
+
+
 def _level_value(raw: str, field: str) -> float | None:
     """A form's alarm level: blank is None; anything else a calibrated score in (0, 100]."""
     raw = raw.strip()
@@ -136,51 +140,67 @@ def _level_value(raw: str, field: str) -> float | None:
 
 @roles.require_role(roles.VIEWER)
 def alarm_levels(request):
-    """The anomaly alarm level per level: the promoted version's own, the one in force, and
-    what another would have raised on the stored scores of the last day (GET ?vm=&host=);
-    admins set or clear it (POST)."""
+    """The anomaly alarm level per level, for the fleet and per cluster: the promoted
+    version's own, the ones in force, and what another would have raised on the stored
+    scores of the last day (GET ?vm=&vm_cluster=, ?host=&host_cluster=); admins set or clear
+    them (POST)."""
+    from webapp.telemetry.models import Node
+
     version = versions.promoted(ModelVersion.KIND_ANOMALY)
     own = sensitivity.model_levels(version)
-    chosen = {t.level: t for t in AnomalyThreshold.objects.select_related("set_by")}
+    in_force = sensitivity.levels_in_force()
+    clusters = sorted(set(Node.objects.exclude(cluster="").values_list("cluster", flat=True)))
     is_admin = roles.has_role(request.user, roles.ADMIN)
     errors, status = [], 200
     if request.method == "POST":
         if not is_admin:
             return roles.forbidden(request, roles.ADMIN)
         level = request.POST.get("level", "")
+        cluster = request.POST.get("cluster", "").strip()
         try:
             if level not in dict(AnomalyThreshold.LEVELS):
                 raise ValueError("level: instances (vm) or nodes (host)")
+            if cluster and cluster not in clusters:
+                raise ValueError(f"cluster: no node is in a cluster named {cluster[:100]!r}")
             value = _level_value(request.POST.get("value", ""), "value")
             services.set_anomaly_threshold(
-                level, value, actor=request.user, reason=request.POST.get("reason", "")
+                level,
+                value,
+                actor=request.user,
+                reason=request.POST.get("reason", ""),
+                cluster=cluster,
             )
         except ValueError as exc:
             errors.append(str(exc))
             status = 400
         else:
-            name = dict(AnomalyThreshold.LEVELS)[level]
+            where = dict(AnomalyThreshold.LEVELS)[level] + (f" in {cluster}" if cluster else "")
+            fallback = "the fleet's level" if cluster else "the promoted version's own level"
             messages.success(
                 request,
-                f"Anomalies on {name} now alarm at {value:g}."
+                f"Anomalies on {where} now alarm at {value:g}."
                 if value is not None
-                else f"Anomalies on {name} alarm at the promoted version's own level again.",
+                else f"Anomalies on {where} alarm at {fallback} again.",
             )
             return redirect("alarm_levels")
+    chosen = list(AnomalyThreshold.objects.select_related("set_by"))
     rows = []
     for level, name in AnomalyThreshold.LEVELS:
         tried = None
+        scope = request.GET.get(f"{level}_cluster", "").strip()
         try:
             tried = _level_value(request.GET.get(level, ""), level)
+            if scope and scope not in clusters:
+                raise ValueError(f"{level}_cluster: no node is in a cluster named {scope[:100]!r}")
         except ValueError as exc:
             errors.append(str(exc))
-            status = 400
-        in_force = chosen[level].value if level in chosen else (own or {}).get(level)
+            status, tried, scope = 400, None, ""
         compare = {}
         if own is not None:
             compare["the model's own"] = own[level]
-            if in_force is not None and in_force != own[level]:
-                compare["in force"] = in_force
+            current = in_force.value(level, scope)
+            if current != own[level]:
+                compare["in force"] = current
             if tried is not None:
                 compare["tried"] = tried
         rows.append(
@@ -188,15 +208,25 @@ def alarm_levels(request):
                 "level": level,
                 "name": name,
                 "own": (own or {}).get(level),
-                "chosen": chosen.get(level),
-                "in_force": in_force,
+                "fleet": next((t for t in chosen if t.level == level and not t.cluster), None),
+                "clusters": [t for t in chosen if t.level == level and t.cluster],
+                "in_force": _known(in_force.value(level)),
+                "scope": scope,
                 "tried": tried,
-                "backtest": sensitivity.backtest(level, compare) if compare else None,
+                "backtest": sensitivity.backtest(level, compare, cluster=scope or None)
+                if compare
+                else None,
             }
         )
     return render(
         request,
         "detection/alarm_levels.html",
-        {"version": version, "rows": rows, "is_admin": is_admin, "errors": errors},
+        {
+            "version": version,
+            "rows": rows,
+            "clusters": clusters,
+            "is_admin": is_admin,
+            "errors": errors,
+        },
         status=status,
     )
