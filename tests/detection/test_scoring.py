@@ -429,6 +429,13 @@ def test_a_fleet_replay_counts_what_a_version_would_have_raised_here(live_fleet,
         ("vm", i.name) for i in Instance.objects.all()
     } | {("host", n.name) for n in Node.objects.all()}
     assert any(e["case"].startswith("fault: ") for e in always["events"])
+    # A version is replayed at the alarm levels admins chose, as it would be served here.
+    services.set_anomaly_threshold("vm", 100)
+    services.set_anomaly_threshold("host", 100)
+    detector.thresholds = Thresholds(default=0.0)
+    (held,) = scoring.replay([detector], now_ms, hours=2)
+    assert held["replay_windows"] == always["replay_windows"]
+    assert held["replay_alarm_events"] < always["replay_alarm_events"]
     assert not query.select("telltale_anomaly_score") and not Anomaly.objects.exists()
 
 

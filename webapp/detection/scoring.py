@@ -68,15 +68,18 @@ class AlarmLevels:
         return Thresholds(self.fleet.default, {**self.fleet.groups, **own})
 
 
-def alarm_levels(detector) -> AlarmLevels:
+def chosen_levels(own: dict[str, float], default: float) -> AlarmLevels:
+    """The admins' levels (``AnomalyThreshold``) over a version's ``own`` per level."""
     chosen = AnomalyThreshold.objects.values_list("level", "cluster", "value")
+    fleet = {**own, **{level: value for level, cluster, value in chosen if not cluster}}
+    clusters = {(level, cluster): value for level, cluster, value in chosen if cluster}
+    return AlarmLevels(Thresholds(default, fleet), clusters)
+
+
+def alarm_levels(detector) -> AlarmLevels:
     base = detector.thresholds
-    groups = {level: base.for_group(level) for level in detector.metric_names}
-    groups.update({level: value for level, cluster, value in chosen if not cluster})
-    return AlarmLevels(
-        Thresholds(base.default, groups),
-        {(level, cluster): value for level, cluster, value in chosen if cluster},
-    )
+    own = {level: base.for_group(level) for level in detector.metric_names}
+    return chosen_levels(own, base.default)
 
 
 def cluster_of(level: str, target) -> str:

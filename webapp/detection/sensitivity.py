@@ -17,7 +17,7 @@ from models.anomaly.postprocess import Thresholds
 from webapp.detection import versions
 from webapp.detection.livecheck import TOLERANCE, Span, judge
 from webapp.detection.models import AnomalyThreshold, ModelVersion
-from webapp.detection.scoring import CLOSE_AFTER, AlarmLevels
+from webapp.detection.scoring import CLOSE_AFTER, AlarmLevels, chosen_levels
 from webapp.telemetry import query
 from webapp.telemetry.models import Node
 
@@ -45,10 +45,7 @@ def levels_in_force() -> AlarmLevels:
     """The alarm levels scores are held to now, per level and cluster: an admin's, else the
     promoted version's own (NaN where neither is known)."""
     own = model_levels(versions.promoted(ModelVersion.KIND_ANOMALY)) or {}
-    chosen = AnomalyThreshold.objects.values_list("level", "cluster", "value")
-    fleet = {**own, **{level: value for level, cluster, value in chosen if not cluster}}
-    clusters = {(level, cluster): value for level, cluster, value in chosen if cluster}
-    return AlarmLevels(Thresholds(float("nan"), fleet), clusters)
+    return chosen_levels(own, float("nan"))
 
 
 def alarm_spans(ts: np.ndarray, values: np.ndarray, threshold: float) -> list[tuple[int, int]]:

@@ -39,6 +39,12 @@ def drop_old_predictions(now: datetime | None = None) -> int:
     return InterferencePrediction.objects.filter(ts__lt=cutoff).delete()[0]
 
 
+def check_alarm_level(value: float, field: str = "value") -> float:
+    if not 0 < value <= 100:
+        raise ValueError(f"{field}: a calibrated score, more than 0 and at most 100")
+    return value
+
+
 @transaction.atomic
 def set_anomaly_threshold(
     level: str, value: float | None, actor=None, reason: str = "", cluster: str = ""
@@ -62,8 +68,7 @@ def set_anomaly_threshold(
             current.delete()
         audit(actor, "anomaly.threshold", target, before=before, after=None, reason=reason)
         return None
-    if not 0 < value <= 100:
-        raise ValueError("the alarm level is a calibrated score: more than 0, at most 100")
+    check_alarm_level(value)
     row = current or AnomalyThreshold(level=level, cluster=cluster)
     row.value = float(value)
     row.reason = reason.strip()[:300]

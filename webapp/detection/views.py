@@ -133,9 +133,7 @@ def _level_value(raw: str, field: str) -> float | None:
         value = float(raw)
     except ValueError:
         raise ValueError(f"{field}: a number from 0 to 100, not {raw[:20]!r}") from None
-    if not 0 < value <= 100:
-        raise ValueError(f"{field}: a calibrated score, more than 0 and at most 100")
-    return value
+    return services.check_alarm_level(value, field)
 
 
 @roles.require_role(roles.VIEWER)
