@@ -123,8 +123,13 @@ def test_anomaly_and_interference_rules_read_the_score_series(store):
         labels = {"level": "vm", "node": node, "vm": vm}
         write("telltale_anomaly_score", labels, every(T0, T0 + 5 * MIN, score))
         write("telltale_anomaly_alarm", labels, every(T0, T0 + 5 * MIN, alarm))
-    write("telltale_interference_p", {"node": "n1", "vm": "a"}, every(T0, T0 + 5 * MIN, 0.55))
-    write("telltale_interference_p", {"node": "n1", "vm": "c"}, every(T0, T0 + 5 * MIN, 0.95))
+    # c is predicted slowed too, but extrapolated: only its plain P is written.
+    for vm, p, trusted in (("a", 0.55, True), ("c", 0.95, True), ("d", 0.4, False)):
+        names = ["telltale_interference_p"] + (
+            ["telltale_interference_p_trusted"] if trusted else []
+        )
+        for name in names:
+            write(name, {"node": "n1", "vm": vm}, every(T0, T0 + 5 * MIN, p))
     anomaly = make_rule(
         name="ContextAnomaly",
         kind=AlertRule.ANOMALY,

@@ -539,6 +539,43 @@ def test_a_suspect_without_predictions_ends_at_its_last_one_after_ten_minutes(
     assert Signal.objects.get(instance=paused).end is None  # a missed round is not the end
 
 
+def test_an_extrapolated_p_opens_no_incident_and_is_not_what_alert_rules_read(
+    fleet, interference_artefact, monkeypatch
+):
+    """On a real host the shipped model's P is extrapolated (and was worse than P = 1 on the
+    lab host): it must not open incidents or page, only be shown as what it is."""
+    from webapp.detection import interference
+    from webapp.incidents.models import Signal
+
+    version = promote_artefact("interference", interference_artefact)
+    node = Node.objects.first()
+    at = timezone.now().replace(second=0, microsecond=0)
+    slowed, extrapolated = Instance.objects.filter(node=node).order_by("name")[:2]
+
+    def row(instance, unfamiliar):
+        return InterferencePrediction(
+            instance=instance, node=node, ts=at, p=0.4, p_low=0.3, p_high=0.5,
+            unfamiliar=unfamiliar, model_version=version,
+        )  # fmt: skip
+
+    interference.track_suspects([row(slowed, []), row(extrapolated, ["CPU cores 2"])], at)
+    assert list(Signal.objects.values_list("instance", flat=True)) == [slowed.pk]
+    # Slowed, then extrapolated (its metrics went missing): the incident loses its ground.
+    later = at + timedelta(minutes=1)
+    interference.track_suspects([row(slowed, ["5 metrics missing"])], later)
+    assert Signal.objects.get(instance=slowed).end == later
+    # Rounds write P for every prediction, the trusted P only where it is not extrapolated.
+    from models.interference.predictor import InterferencePredictor
+
+    def first_unfamiliar(self, victims):
+        return [["capacity unlike training"]] + [[] for _ in victims[1:]]
+
+    monkeypatch.setattr(InterferencePredictor, "unfamiliar_many", first_unfamiliar)
+    n = interference.predict_fleet(int(later.timestamp() * 1000) + 60_000)
+    assert len(query.select("telltale_interference_p")) == n
+    assert len(query.select(interference.TRUSTED_P)) == n - 1
+
+
 def test_a_node_reporting_its_own_capacity_needs_only_what_no_exporter_states(
     fleet, interference_artefact, admin_client
 ):

@@ -32,7 +32,7 @@ class AlertRule(models.Model):
     KINDS = [
         (METRIC, "metric threshold"),
         (ANOMALY, "anomaly (the model alarms) with score ≥ X"),
-        (INTERFERENCE, "interference P below X"),
+        (INTERFERENCE, "interference P below X (not extrapolated)"),
         (LOG, "log pattern rate"),
         (ABSENCE, "absence (no data, up == 0, heartbeat)"),
         (UNHEALTHY, "node marked unhealthy"),
@@ -110,10 +110,11 @@ class AlertRule(models.Model):
         """The series selector a threshold rule reads: anomaly and interference rules
         read the series the scoring tasks write, narrowed by the target matchers. Anomaly
         rules read the scores of windows that alarm at the level in force (0 otherwise), so
-        they page only for what the anomaly list shows."""
+        they page only for what the anomaly list shows; interference rules read P where it
+        is not extrapolated."""
         base = {
             self.ANOMALY: "telltale_anomaly_alarm",
-            self.INTERFERENCE: "telltale_interference_p",
+            self.INTERFERENCE: "telltale_interference_p_trusted",
         }
         metric = base.get(self.kind)
         if metric is None:

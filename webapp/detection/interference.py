@@ -24,6 +24,7 @@ from webapp.telemetry.models import Instance, Node
 log = logging.getLogger(__name__)
 
 ATTRIBUTE_WORST = 50  # neighbour blame is computed for the most slowed instances
+TRUSTED_P = "telltale_interference_p_trusted"  # P of predictions that are not extrapolated
 SUSPECT_BELOW = 0.6  # P under this becomes an "interference" incident signal
 STALE_AFTER = timedelta(minutes=10)  # a suspect without predictions this long has ended
 UNPREDICTED_SILENT = timedelta(hours=1)  # fleet view: silent longer than this, not listed
@@ -236,12 +237,18 @@ def _predict_round(
                 model_version=version,
             )
         )
-        labels = {
-            "__name__": "telltale_interference_p",
-            "vm": instance.name,
-            "node": instance.node.name,
-        }
-        series.append(SeriesSamples(tuple(sorted(labels.items())), [minute_ms], [float(p.p)]))
+        labels = {"vm": instance.name, "node": instance.node.name}
+        # Alert rules read P only where the input is like the training windows: an
+        # extrapolated P (a real host the simulator never showed it) is no reason to page.
+        names = ["telltale_interference_p"]
+        if not unfamiliar[p.instance_id]:
+            names.append(TRUSTED_P)
+        series += [
+            SeriesSamples(
+                tuple(sorted({**labels, "__name__": name}.items())), [minute_ms], [float(p.p)]
+            )
+            for name in names
+        ]
     with transaction.atomic():
         InterferencePrediction.objects.filter(ts=at).delete()
         InterferencePrediction.objects.bulk_create(rows)
@@ -296,8 +303,9 @@ def backfill(version_id: int, hours: float | None = None) -> int:
 
 def track_suspects(rows: list[InterferencePrediction], at: datetime) -> None:
     """One ``interference`` incident signal per slowdown of an instance: opened when a round
-    predicts P under SUSPECT_BELOW, kept while it stays there, and ended when a round predicts
-    it at or above again, or when the instance has had no prediction for STALE_AFTER, so
+    predicts P under SUSPECT_BELOW from input like the training windows (not extrapolated),
+    kept while it stays there, and ended when a round predicts it at or above again (or
+    extrapolates it), or when the instance has had no prediction for STALE_AFTER, so
     incidents built on it can resolve. Idempotent per round."""
     from webapp.incidents.models import Signal
     from webapp.incidents.services import record_signal
@@ -322,7 +330,9 @@ def track_suspects(rows: list[InterferencePrediction], at: datetime) -> None:
 
     for row in rows:
         current = open_by_instance.pop(row.instance_id, [])
-        if row.p >= SUSPECT_BELOW:
+        # An extrapolated P says more about the training fleets than about the instance: it
+        # opens no incident, and ends one it no longer supports.
+        if row.p >= SUSPECT_BELOW or row.unfamiliar:
             for signal in current:
                 end(signal, at)
             continue
