@@ -117,10 +117,11 @@ def test_a_stale_exporter_on_the_node_an_instance_left_does_not_flip_its_placeme
     assert (vm, a) in writer.registry.refused_moves  # not asked again on every scrape
     # b stops; a's exporter is all that is left of the instance after the lookback.
     monkeypatch.setattr(writer, "REFUSED_MOVE_RECHECK_S", 0.0)
-    writer.registry.refused_moves.clear()
+    writer.registry.refused_moves[(vm, a)] = 0.0  # the refusal is due to be asked again
     _send_vm("vm-s", "a", NOW - 300_000 + 7 * 15_000 + services.PLACEMENT_STALE_MS + 1_000)
     assert _placed("vm-s") == ["a", "b", "a"]
     assert (vm, b) not in writer.registry.refused_moves
+    assert (vm, a) not in writer.registry.refused_moves  # moved: the refusal is dropped
 
 
 def test_a_backfilled_migration_is_placed_at_its_sample_times_in_order(store):

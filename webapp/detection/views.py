@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.core import roles
-from webapp.detection import sensitivity, services, versions
+from webapp.detection import scoring, sensitivity, services, versions
 from webapp.detection.models import AnomalyThreshold, ModelVersion
 
 REPLAY_ROWS = 200  # replayed alarm events listed per table on a version's page
@@ -146,7 +146,8 @@ def alarm_levels(request):
 
     version = versions.promoted(ModelVersion.KIND_ANOMALY)
     own = sensitivity.model_levels(version)
-    in_force = sensitivity.levels_in_force()
+    # The same levels as sensitivity.levels_in_force, without reading the version again.
+    in_force = scoring.chosen_levels(own or {}, float("nan"))
     clusters = sorted(set(Node.objects.exclude(cluster="").values_list("cluster", flat=True)))
     is_admin = roles.has_role(request.user, roles.ADMIN)
     errors, status = [], 200

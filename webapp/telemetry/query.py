@@ -232,17 +232,16 @@ def _latest_samples(ids, start_ms, end_ms, step_ms):
 def reporting_nodes(instance_id: int, start_ms: int, end_ms: int) -> dict[int, int]:
     """{node id: newest sample time} of the nodes that sent the instance's series in
     [start, end): more than one while a stale exporter still reports it after a move."""
-    by_node: dict[int, list[int]] = {}
-    rows = Series.objects.filter(instance_id=instance_id, node__isnull=False)
-    for sid, node_id in rows.values_list("id", "node_id"):
-        by_node.setdefault(node_id, []).append(sid)
-    out = {}
-    for node_id, ids in by_node.items():
-        newest = [
-            ts[-1] for ts, _ in get_store().read_raw(ids, start_ms, end_ms).values() if len(ts)
-        ]
-        if newest:
-            out[node_id] = int(max(newest))
+    node_of = dict(
+        Series.objects.filter(instance_id=instance_id, node__isnull=False).values_list(
+            "id", "node_id"
+        )
+    )
+    out: dict[int, int] = {}
+    for sid, (ts, _) in get_store().read_raw(list(node_of), start_ms, end_ms).items():
+        if len(ts):
+            node_id = node_of[sid]
+            out[node_id] = max(out.get(node_id, 0), int(ts[-1]))
     return out
 
 

@@ -139,6 +139,8 @@ def _note_placements(first_seen: dict[tuple[int, int], datetime]) -> None:
         registry.placement[instance_id] = placed
         if placed != node_id:
             registry.refused_moves[pair] = now + REFUSED_MOVE_RECHECK_S
+        else:  # moved: the refusal is history (and would otherwise be kept for ever)
+            registry.refused_moves.pop(pair, None)
 
 
 def _earliest(pairs) -> dict[tuple[int, int], datetime]:
