@@ -192,6 +192,7 @@ CELERY_TASK_ROUTES = {
         "detection.train_model",
         "detection.backfill_anomalies",
         "detection.backfill_interference",
+        "detection.calibrate_novelty",
     )
 }
 
@@ -297,6 +298,13 @@ TELLTALE_SCRAPE_DEFAULT_INTERVAL = env_int("TELLTALE_SCRAPE_DEFAULT_INTERVAL", 1
 # Hours before its promotion that the first anomaly and interference versions score after
 # the fact (0: none).
 TELLTALE_BACKFILL_HOURS = env_int("TELLTALE_BACKFILL_HOURS", 24, minimum=0)
+# Novelty alarms (docs/anomaly.md, "Novelty"): the promoted anomaly model also alarms where
+# a target's forecast error is this unusual (calibrated 0-100 on the fleet's own windows of
+# the last TELLTALE_NOVELTY_HOURS, refitted every TELLTALE_NOVELTY_REFIT_HOURS); 0 turns
+# novelty alarms off (the novelty score is still charted).
+TELLTALE_NOVELTY_LEVEL = env_int("TELLTALE_NOVELTY_LEVEL", 90, minimum=0)
+TELLTALE_NOVELTY_HOURS = env_int("TELLTALE_NOVELTY_HOURS", 24, minimum=1)
+TELLTALE_NOVELTY_REFIT_HOURS = env_int("TELLTALE_NOVELTY_REFIT_HOURS", 6, minimum=1)
 # Hours of simulated history `manage.py demo` writes into an empty store on its first start.
 TELLTALE_DEMO_HISTORY_HOURS = env_int("TELLTALE_DEMO_HISTORY_HOURS", 6, minimum=1)
 

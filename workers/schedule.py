@@ -28,6 +28,11 @@ def beat_schedule() -> dict:
             "schedule": interference,
             "options": {"expires": interference},
         },
+        # The promoted anomaly model's novelty calibration follows the fleet's own windows.
+        "calibrate-novelty": {
+            "task": "detection.calibrate_novelty",
+            "schedule": float(settings.TELLTALE_NOVELTY_REFIT_HOURS) * 3600.0,
+        },
         "bootstrap-models": {"task": "detection.bootstrap_models", "schedule": 60.0},
         "refresh-recommendations": {
             "task": "mitigation.refresh_recommendations",

@@ -102,6 +102,13 @@ def backfill_anomalies(version_id: int) -> dict:
     return backfill(version_id)
 
 
+@shared_task(name="detection.calibrate_novelty", acks_late=True)
+def calibrate_novelty(version_id: int | None = None) -> dict:
+    from webapp.detection.novelty import fit
+
+    return fit(version_id)
+
+
 @shared_task(name="detection.backfill_interference", acks_late=True)
 def backfill_interference(version_id: int) -> int:
     from webapp.detection.interference import backfill

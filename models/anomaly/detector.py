@@ -71,6 +71,7 @@ from models.anomaly.datamodule import Batch, WindowShape, assemble
 from models.anomaly.features import FeatureSpec, SeriesGroup
 from models.anomaly.logmining import LogMiner, TemplateTable
 from models.anomaly.module import DEFAULT_TOPK, raw_scores
+from models.anomaly.novelty import EXPECTED_CLASSES, NOVEL_SCENARIO, NOVELTY_LEVEL, FleetNovelty
 from models.anomaly.postprocess import (
     Calibrator,
     Event,
@@ -111,6 +112,16 @@ class WindowScore:
     scenario_probability: float
     metrics: list[tuple[str, float]] = field(default_factory=list)
     templates: list[tuple[str, float]] = field(default_factory=list)
+    # Novelty (``models.anomaly.novelty``): the forecast error, and its calibration on the
+    # fleet's own windows where one was passed in and the target is known to it.
+    novelty_raw: float | None = None
+    novelty: float | None = None
+    novel: bool = False  # alarmed on novelty alone: no learnt scenario explains the window
+
+    @property
+    def alarm_score(self) -> float:
+        """The calibrated score the window alarmed on (its score when it did not)."""
+        return float(self.novelty) if self.novel and self.novelty is not None else self.score
 
 
 class AnomalyDetector:
@@ -274,6 +285,21 @@ class AnomalyDetector:
                 self.topk,
             )
             res = {"raw": raw.numpy().astype(np.float64)}
+            if self.mode == "supervised" and self.err_scale.get(batch.group) is not None:
+                # The forecast branch's error, as in an unlabelled model: how unlike the
+                # training windows the last patch is, whatever the labelled heads learnt.
+                res["novelty"] = (
+                    raw_scores(
+                        out,
+                        batch,
+                        "forecast",
+                        self.shape.patch_steps,
+                        self._scale(batch.group, batch.targets),
+                        self.topk,
+                    )
+                    .numpy()
+                    .astype(np.float64)
+                )
             if "scenario" in out:
                 res["scenario"] = torch.softmax(out["scenario"], -1).numpy()
         return res
@@ -380,8 +406,17 @@ class AnomalyDetector:
         explain: str = "anomalous",
         thresholds: Thresholds | None = None,
         batch_size: int = 512,
+        novelty: dict[str, FleetNovelty] | None = None,
+        novelty_levels: Thresholds | None = None,
     ) -> list[WindowScore]:
+        """Score windows. With ``novelty`` (per level, fitted on the fleet's own windows) a
+        window also alarms where its novelty reaches ``novelty_levels`` and the scenario
+        head does not name an expected scenario: scenario ``NOVEL_SCENARIO``, explained by
+        the forecast error."""
         thresholds = thresholds or self.thresholds
+        novelty = novelty or {}
+        novelty_levels = novelty_levels or Thresholds(default=NOVELTY_LEVEL)
+        expected = np.array([c in EXPECTED_CLASSES for c in self.classes], dtype=bool)
         out: list[WindowScore | None] = [None] * len(windows)
         by_level: dict[str, list[int]] = {}
         for i, w in enumerate(windows):
@@ -397,33 +432,51 @@ class AnomalyDetector:
                 cal = self.calibrate(level, res["raw"])
                 flag = cal >= thresholds.for_group(level)
                 scen = res.get("scenario")
-                explain_idx = [
-                    j
-                    for j in range(len(part))
-                    if explain == "all" or (explain == "anomalous" and flag[j])
-                ]
+                nov_raw = res.get("novelty")
+                nov = [None] * len(part)
+                novel = np.zeros(len(part), dtype=bool)
+                fleet = novelty.get(level)
+                if nov_raw is not None and fleet is not None:
+                    nov = [fleet.score(windows[i].target, nov_raw[j]) for j, i in enumerate(part)]
+                    at = novelty_levels.for_group(level)
+                    novel = np.array([v is not None and v >= at for v in nov]) & ~flag
+                    if scen is not None and expected.any():
+                        novel &= scen[:, expected].sum(1) < 0.5
                 attr = {}
-                if explain_idx:
+                for mode, chosen in ((self.mode, flag), ("forecast", novel)):
+                    explain_idx = [
+                        j
+                        for j in range(len(part))
+                        if (explain == "all" and mode == self.mode)
+                        or (explain != "none" and chosen[j])
+                    ]
+                    if not explain_idx:
+                        continue
                     sub = _select(batch, explain_idx)
                     scale = self._scale(level, [windows[part[j]].target for j in explain_idx])
-                    pairs = attribute(self.net, sub, self.mode, names, self.table, scale, self.topk)
-                    attr = dict(zip(explain_idx, pairs, strict=True))
+                    pairs = attribute(self.net, sub, mode, names, self.table, scale, self.topk)
+                    attr.update(zip(explain_idx, pairs, strict=True))
                 for j, i in enumerate(part):
                     c = int(np.argmax(scen[j])) if scen is not None else -1
                     m, t = attr.get(j, ([], []))
+                    if novel[j]:
+                        c = -1
                     out[i] = WindowScore(
                         target=windows[i].target,
                         level=level,
                         end=float(windows[i].end),
                         raw=float(res["raw"][j]),
                         score=float(cal[j]),
-                        is_anomalous=bool(flag[j]),
+                        is_anomalous=bool(flag[j] or novel[j]),
                         scenario=self.classes[c]
                         if c >= 0
-                        else ("anomaly" if flag[j] else "normal"),
+                        else (NOVEL_SCENARIO if novel[j] else "anomaly" if flag[j] else "normal"),
                         scenario_probability=float(scen[j, c]) if c >= 0 else 0.0,
                         metrics=m,
                         templates=t,
+                        novelty_raw=None if nov_raw is None else float(nov_raw[j]),
+                        novelty=nov[j],
+                        novel=bool(novel[j]),
                     )
         return out  # type: ignore[return-value]
 

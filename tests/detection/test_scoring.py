@@ -85,11 +85,12 @@ def test_the_first_promotion_scores_the_hours_before_it_without_paging_anyone(
     from webapp.incidents.models import Signal
     from workers import tasks
 
-    queued = []
+    queued, calibrations = [], []
     monkeypatch.setattr(tasks.backfill_anomalies, "delay", queued.append)
+    monkeypatch.setattr(tasks.calibrate_novelty, "delay", calibrations.append)
     with django_capture_on_commit_callbacks(execute=True):
         version = promote_artefact("anomaly", _always_alarming(anomaly_artefact, tmp_path))
-    assert queued == [version.pk]
+    assert queued == [version.pk] and calibrations == [version.pk]
     counts = scoring.backfill(version.pk, hours=2)
     targets = Instance.objects.count() + Node.objects.count()
     promoted_ms = int(version.promoted_at.timestamp() * 1000) // 60_000 * 60_000

@@ -41,6 +41,7 @@ KEY_METRICS = (
     ("node_memory_MemAvailable_bytes", "Memory available", "bytes"),
     ("up", "Target up", ""),
     ("telltale_anomaly_score", "Anomaly score", ""),
+    ("telltale_anomaly_novelty", "Novelty (against its own usual)", ""),
     ("telltale_interference_p", "Predicted P (1 = not slowed)", "ratio"),
 )
 # Series no page charts on their own: the alarm series repeats the anomaly score's alarming
@@ -190,6 +191,7 @@ def charts_for(chart_defs, tr, regions=None):
         return []
     regions = list(regions or [])
     levels = {m: _alarm_level(series[0]) for m, _, _, series in chart_defs if m == ANOMALY_SCORE}
+    levels.update({m: _novelty_level() for m, _, _, series in chart_defs if m == ANOMALY_NOVELTY})
     key = (
         tuple(
             (m, title, unit, tuple(s.id for s in series)) for m, title, unit, series in chart_defs
@@ -204,6 +206,13 @@ def charts_for(chart_defs, tr, regions=None):
 
 
 ANOMALY_SCORE = "telltale_anomaly_score"
+ANOMALY_NOVELTY = "telltale_anomaly_novelty"
+
+
+def _novelty_level() -> float | None:
+    from django.conf import settings
+
+    return float(settings.TELLTALE_NOVELTY_LEVEL) or None  # 0: novelty alarms are off
 
 
 def _alarm_level(series: Series) -> float | None:

@@ -201,3 +201,28 @@ class LabelSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} until {self.end:%Y-%m-%d %H:%M}"
+
+
+class NoveltyCalibration(models.Model):
+    """How unusual each target's forecast error is, fitted on the fleet's own recent
+    windows for one version and level (``models.anomaly.novelty.FleetNovelty``): what lets
+    the promoted version alarm on behaviour none of its learnt scenarios explains. Refitted
+    every few hours; a target it does not know yet has no novelty score."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="novelty")
+    level = models.CharField(max_length=8, help_text="vm or host")
+    data = models.JSONField(help_text="FleetNovelty.as_dict(): calibrator and per-target scales")
+    windows = models.IntegerField(default=0)
+    targets = models.IntegerField(default=0)
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    fitted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["version", "level"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "level"], name="one_novelty_per_level")
+        ]
+
+    def __str__(self) -> str:
+        return f"novelty of {self.version} for {self.level} ({self.targets} targets)"

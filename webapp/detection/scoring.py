@@ -1,5 +1,6 @@
 """Scoring the fleet with the promoted anomaly model, once a minute: windows from the store,
-scores as the ``telltale_anomaly_score`` series (and ``telltale_anomaly_alarm`` where they
+scores as the ``telltale_anomaly_score`` series (``telltale_anomaly_novelty`` where the
+version's novelty calibration knows the target, and ``telltale_anomaly_alarm`` where they
 alarm), anomalous stretches as Anomaly rows (and
 incident signals). Running it twice for the same minute changes nothing."""
 
@@ -17,7 +18,9 @@ from django.db import transaction
 from django.db.models import Q
 
 from ingest.types import MetricBatch, SeriesSamples
+from models.anomaly.novelty import NOVEL_SCENARIO
 from models.anomaly.postprocess import Thresholds
+from webapp.detection import novelty as novelty_module
 from webapp.detection import versions
 from webapp.detection.models import Anomaly, AnomalyThreshold, ModelVersion
 from webapp.detection.windows import metric_windows
@@ -89,16 +92,35 @@ def cluster_of(level: str, target) -> str:
     return target.cluster
 
 
-def score_at_levels(detector, level: str, rows, windows, levels: AlarmLevels, explain="anomalous"):
-    """The windows scored, each flagged (and explained) at its target's cluster's level."""
+def score_at_levels(
+    detector,
+    level: str,
+    rows,
+    windows,
+    levels: AlarmLevels,
+    explain="anomalous",
+    novelty: dict | None = None,
+):
+    """The windows scored, each flagged (and explained) at its target's cluster's level, and
+    on novelty where the version's novelty calibration (``novelty``) is passed and novelty
+    alarms are on."""
     clusters = {r.name: cluster_of(level, r) for r in rows}
     groups: dict[str, list] = defaultdict(list)
     for window in windows:
         groups[clusters[window.target]].append(window)
+    novelty_levels = novelty_module.levels()
+    if novelty_levels is None:  # off: the score is still computed and charted, never alarms
+        novelty_levels = Thresholds(default=float("inf"))
     return [
         score
         for cluster, part in groups.items()
-        for score in detector.score(part, explain=explain, thresholds=levels.thresholds(cluster))
+        for score in detector.score(
+            part,
+            explain=explain,
+            thresholds=levels.thresholds(cluster),
+            novelty=novelty,
+            novelty_levels=novelty_levels,
+        )
     ]
 
 
@@ -139,6 +161,7 @@ def score_fleet(now_ms: int | None = None) -> dict:
     now = datetime.fromtimestamp(end_ms / 1000, tz=UTC)
     counts = {"scored": 0, "anomalous": 0, "opened": 0, "closed": 0, "without_data": 0}
     levels = alarm_levels(detector)
+    novelty = novelty_module.in_force(version)
     samples = []
     for level in ("vm", "host"):
         rows = targets(level, now)
@@ -148,7 +171,7 @@ def score_fleet(now_ms: int | None = None) -> dict:
         scorable = with_data(windows)
         counts["without_data"] += len(windows) - len(scorable)
         windows = scorable
-        scores = score_at_levels(detector, level, rows, windows, levels)
+        scores = score_at_levels(detector, level, rows, windows, levels, novelty=novelty)
         by_name = {r.name: r for r in rows}
         for score in scores:
             target = by_name[score.target]
@@ -190,7 +213,7 @@ def _extend_or_open(version, level: str, target, score, now: datetime) -> int:
             instance=target if level == "vm" else None,
             start=now - timedelta(minutes=1),
             end=now,
-            score=float(score.score),
+            score=score.alarm_score,
             raw_score=float(score.raw),
             scenario=score.scenario or "",
             scenario_probability=float(score.scenario_probability or 0.0),
@@ -204,8 +227,8 @@ def _extend_or_open(version, level: str, target, score, now: datetime) -> int:
         if current.backfilled:  # under way at the promotion and still going: live now
             current.backfilled = False
             fields.append("backfilled")
-        if score.score > current.score:
-            current.score = float(score.score)
+        if score.alarm_score > current.score:
+            current.score = score.alarm_score
             current.raw_score = float(score.raw)
             current.scenario = score.scenario or current.scenario
             current.scenario_probability = float(score.scenario_probability or 0.0)
@@ -217,7 +240,10 @@ def _extend_or_open(version, level: str, target, score, now: datetime) -> int:
         current.pk,
         title=f"{current.scenario or 'anomaly'} (score {current.score:.0f})",
         start=current.start,
-        severity="critical" if current.score >= CRITICAL_SCORE else "warning",
+        # Novelty says "unlike anything before", not what is wrong: never critical alone.
+        severity="critical"
+        if current.score >= CRITICAL_SCORE and current.scenario != NOVEL_SCENARIO
+        else "warning",
         node=current.node,
         instance=current.instance,
         details={"attribution": attribution},
@@ -317,13 +343,13 @@ def _score_samples(level: str, target, score, end_ms: int) -> list[SeriesSamples
             labels["node"] = target.node.name
     else:
         labels["node"] = target.name
-    alarm = float(score.score) if score.is_anomalous else 0.0
+    alarm = score.alarm_score if score.is_anomalous else 0.0
+    values = [("telltale_anomaly_score", float(score.score)), ("telltale_anomaly_alarm", alarm)]
+    if score.novelty is not None:
+        values.append(("telltale_anomaly_novelty", float(score.novelty)))
     return [
         SeriesSamples(tuple(sorted({**labels, "__name__": name}.items())), [end_ms], [value])
-        for name, value in (
-            ("telltale_anomaly_score", float(score.score)),
-            ("telltale_anomaly_alarm", alarm),
-        )
+        for name, value in values
     ]
 
 

@@ -23,6 +23,7 @@ from webapp.telemetry.models import Node
 
 BACKTEST_HOURS = 24
 SCORE_METRIC = "telltale_anomaly_score"
+NOVELTY_METRIC = "telltale_anomaly_novelty"
 # A live round closes an anomaly CLOSE_AFTER after its last flagged round, so flagged
 # rounds closer than this are one anomaly.
 LIVE_MERGE_MS = int((CLOSE_AFTER + timedelta(minutes=1)).total_seconds() * 1000)
@@ -70,16 +71,18 @@ def backtest(
     hours: float = BACKTEST_HOURS,
     now=None,
     cluster: str | None = None,
+    metric: str = SCORE_METRIC,
 ):
     """{label: figures} for each ``levels`` entry (a label such as "proposed" and its alarm
     level) over the last ``hours`` of ``level``'s stored scores (of the targets on
     ``cluster``'s nodes, or the whole fleet's): alarm events, targets alarmed, events per
     target-day, and, where injected cases were recorded, faults found, recall, precision
-    and deceptive FPR."""
+    and deceptive FPR. ``metric``: the stored score thresholded (``NOVELTY_METRIC`` for the
+    novelty alarms)."""
     until = now or datetime.now(tz=UTC)
     since = until - timedelta(hours=hours)
     until_ms, since_ms = int(until.timestamp() * 1000), int(since.timestamp() * 1000)
-    series = query.select(f'{SCORE_METRIC}{{level="{level}"}}')
+    series = query.select(f'{metric}{{level="{level}"}}')
     nodes = None
     if cluster is not None:
         nodes = set(Node.objects.filter(cluster=cluster).values_list("pk", flat=True))

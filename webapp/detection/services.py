@@ -11,7 +11,12 @@ from django.utils import timezone
 
 from webapp.core.services import audit
 from webapp.dashboards import panelcache
-from webapp.detection.models import Anomaly, AnomalyThreshold, InterferencePrediction
+from webapp.detection.models import (
+    Anomaly,
+    AnomalyThreshold,
+    InterferencePrediction,
+    NoveltyCalibration,
+)
 
 LABEL_CHOICES = {key for key, _ in Anomaly.LABELS}
 
@@ -76,4 +81,23 @@ def set_anomaly_threshold(
     row.set_at = timezone.now()
     row.save()
     audit(actor, "anomaly.threshold", target, before=before, after=row.value, reason=reason)
+    return row
+
+
+@transaction.atomic
+def save_novelty_calibration(version, level: str, fleet, since: datetime, until: datetime):
+    """A version's novelty calibration of ``level``, fitted on the fleet's windows between
+    ``since`` and ``until``; it replaces the previous fit and is used from the next round."""
+    row, _ = NoveltyCalibration.objects.update_or_create(
+        version=version,
+        level=level,
+        defaults={
+            "data": fleet.as_dict(),
+            "windows": fleet.windows,
+            "targets": len(fleet.scales),
+            "since": since,
+            "until": until,
+            "fitted_at": timezone.now(),
+        },
+    )
     return row

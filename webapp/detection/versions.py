@@ -227,6 +227,12 @@ def promote(version: ModelVersion, actor=None, reason: str = "") -> ModelVersion
         reason=reason,
     )
     _forget_loaded(version.kind)
+    if version.kind == ModelVersion.KIND_ANOMALY and not version.novelty.exists():
+        # Novelty is judged against the fleet's own windows, which this version has not
+        # seen yet: fitted now (after any backfill queued below), then every few hours.
+        from workers.tasks import calibrate_novelty
+
+        transaction.on_commit(lambda: calibrate_novelty.delay(version.pk))
     if first_of_kind and version.kind != ModelVersion.KIND_MITIGATION:
         # Nothing scored the fleet before: its recent hours are scored after the fact.
         from workers.tasks import backfill_anomalies, backfill_interference

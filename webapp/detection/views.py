@@ -2,14 +2,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.core import roles
-from webapp.detection import scoring, sensitivity, services, versions
-from webapp.detection.models import AnomalyThreshold, ModelVersion
+from webapp.detection import novelty, scoring, sensitivity, services, versions
+from webapp.detection.models import AnomalyThreshold, ModelVersion, NoveltyCalibration
 
 REPLAY_ROWS = 200  # replayed alarm events listed per table on a version's page
 
@@ -217,15 +219,64 @@ def alarm_levels(request):
                 else None,
             }
         )
+    novelty_rows, novelty_tried = _novelty_rows(request, version, errors)
+    if novelty_tried is False:
+        status = 400
     return render(
         request,
         "detection/alarm_levels.html",
         {
             "version": version,
             "rows": rows,
+            "novelty_rows": novelty_rows,
+            "novelty_level": novelty.levels().default if novelty.levels() else None,
+            "novelty_tried": novelty_tried or None,
+            "novelty_hours": settings.TELLTALE_NOVELTY_HOURS,
+            "novelty_refit_hours": settings.TELLTALE_NOVELTY_REFIT_HOURS,
             "clusters": clusters,
             "is_admin": is_admin,
             "errors": errors,
         },
         status=status,
     )
+
+
+def _novelty_rows(request, version, errors: list[str]) -> tuple[list[dict], float | bool | None]:
+    """Per level: the promoted version's novelty calibration (when fitted, on how many
+    targets, how many active ones it does not know yet) and what the novelty level in force,
+    and one tried (GET ?novelty=), would have raised on the stored novelty of the last day.
+    The second value is the tried level, or False where it was refused."""
+    from webapp.detection.scoring import targets as active_targets
+
+    if version is None:
+        return [], None
+    try:
+        tried = _level_value(request.GET.get("novelty", ""), "novelty")
+    except ValueError as exc:
+        errors.append(str(exc))
+        tried = False
+    fits = {r.level: r for r in NoveltyCalibration.objects.filter(version=version)}
+    level_in_force = novelty.levels()
+    rows = []
+    for level, name in AnomalyThreshold.LEVELS:
+        fit = fits.get(level)
+        known = set(fit.data.get("scales", {})) if fit else set()
+        active = {t.name for t in active_targets(level, timezone.now())}
+        compare = {}
+        if level_in_force is not None:
+            compare["in force"] = level_in_force.default
+        if tried:
+            compare["tried"] = tried
+        rows.append(
+            {
+                "level": level,
+                "name": name,
+                "fit": fit,
+                "not_known": len(active - known),
+                "active": len(active),
+                "backtest": sensitivity.backtest(level, compare, metric=sensitivity.NOVELTY_METRIC)
+                if compare and fit
+                else None,
+            }
+        )
+    return rows, tried

@@ -101,3 +101,25 @@ def test_unknown_level_and_bad_shape_are_refused(artefact, sim_windows):
         det.score([Window("x", "pod", 0.0, np.zeros((240, 19), np.float32))])
     with pytest.raises(ValueError):
         det.score([Window("x", "vm", 0.0, np.zeros((240, 5), np.float32))])
+
+
+def test_novelty_alarms_where_no_learnt_scenario_explains_the_window(artefact, sim_windows):
+    from models.anomaly.novelty import NOVEL_SCENARIO, FleetNovelty
+    from models.anomaly.postprocess import Thresholds
+
+    det = AnomalyDetector.load(artefact.artefact_dir)
+    w = sim_windows[2]
+    plain = det.score([w], explain="none")[0]
+    assert plain.novelty_raw is not None and plain.novelty is None and not plain.novel
+    # The target's usual error is a tenth of this window's: novel at any level.
+    usual = {w.target: np.full(40, plain.novelty_raw / 10.0) * np.linspace(0.9, 1.1, 40)}
+    fleet = {"vm": FleetNovelty.fit(usual)}
+    never = Thresholds(default=100.0, groups={"vm": 100.0, "host": 100.0})
+    s = det.score([w], novelty=fleet, thresholds=never)[0]
+    assert s.novelty == 100.0 and s.novel and s.is_anomalous
+    assert s.scenario == NOVEL_SCENARIO and s.alarm_score == 100.0
+    assert s.metrics and s.metrics[0][1] > 0  # explained by the forecast error
+    # Above its novelty level only: the same window is quiet.
+    strict = Thresholds(default=100.0, groups={"vm": 100.1})
+    quiet = det.score([w], novelty=fleet, novelty_levels=strict, thresholds=never)[0]
+    assert not quiet.is_anomalous and not quiet.novel and quiet.alarm_score == quiet.score

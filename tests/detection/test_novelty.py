@@ -1,0 +1,130 @@
+"""Novelty: the promoted anomaly model also alarms on behaviour none of its learnt scenarios
+explains, judged against each target's own windows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import timedelta
+
+import pytest
+
+from ingest.simulator import ScenarioRates, SimConfig, Simulator
+from models.anomaly.novelty import NOVEL_SCENARIO
+from tests.conftest import promote_artefact
+from webapp.detection import novelty, scoring
+from webapp.detection.models import Anomaly, NoveltyCalibration
+from webapp.telemetry import query
+from webapp.telemetry.models import Instance, Node
+from webapp.telemetry.simulation import backfill
+from webapp.telemetry.stats import ingest_stats
+
+EVERY = timedelta(minutes=5)
+
+
+@pytest.fixture
+def quiet_fleet(store):
+    """Three hours of a small fleet without injected cases."""
+    now = int(time.time())
+    start = (now - 3 * 3600) // 60 * 60
+    sim = Simulator(
+        SimConfig(
+            seed=33,
+            n_nodes=2,
+            n_instances=6,
+            start=start,
+            hours=3.0,
+            rates=ScenarioRates(0.0, 0.0, 0.0),
+        )
+    )
+    backfill(sim)
+    ingest_stats.flush()
+    return sim
+
+
+def _never_alarming(anomaly_artefact, tmp_path) -> str:
+    """The artefact with supervised thresholds no window reaches: any alarm is novelty's."""
+    path = tmp_path / "never-alarms"
+    shutil.copytree(anomaly_artefact, path)
+    (path / "thresholds.json").write_text(json.dumps({"default": 101.0, "groups": {}}))
+    return str(path)
+
+
+def test_novelty_is_fitted_on_each_targets_own_windows(quiet_fleet, anomaly_artefact):
+    version = promote_artefact("anomaly", anomaly_artefact)
+    # A version that does not exist: nothing to fit.
+    assert novelty.fit(version.pk + 1000)["fitted"] == []
+    out = novelty.fit(version.pk, hours=2, every=EVERY)
+    assert sorted(out["fitted"]) == ["host", "vm"]
+    rows = {r.level: r for r in NoveltyCalibration.objects.filter(version=version)}
+    assert rows["vm"].targets == Instance.objects.count()
+    assert rows["host"].targets == Node.objects.count()
+    assert rows["vm"].windows == 24 * rows["vm"].targets  # every 5 minutes for two hours
+    assert set(rows["vm"].data["scales"]) == set(Instance.objects.values_list("name", flat=True))
+    # Refitting replaces the fit; it never adds a second one.
+    novelty.fit(version.pk, hours=2, every=EVERY)
+    assert NoveltyCalibration.objects.filter(version=version).count() == 2
+    # Too little history for any target: the level is skipped, and says why.
+    short = novelty.fit(version.pk, hours=0.5, every=EVERY)
+    assert short["fitted"] == [] and "at least" in short["skipped"]["vm"]
+    assert NoveltyCalibration.objects.filter(version=version).count() == 2
+
+
+def test_rounds_chart_novelty_and_alarm_on_it_where_no_scenario_explains_it(
+    quiet_fleet, anomaly_artefact, tmp_path, settings
+):
+    from webapp.incidents.models import Signal
+
+    version = promote_artefact("anomaly", _never_alarming(anomaly_artefact, tmp_path))
+    now_ms = int(time.time() * 1000) // 60_000 * 60_000
+    # Before the first fit: scored, nothing novel, no novelty series.
+    first = scoring.score_fleet(now_ms - 120_000)
+    assert first["scored"] > 0 and first["anomalous"] == 0
+    assert not query.select("telltale_anomaly_novelty")
+    novelty.fit(version.pk, hours=2, every=EVERY, now_ms=now_ms)
+    settings.TELLTALE_NOVELTY_LEVEL = 1  # every window that is at all unusual alarms
+    counts = scoring.score_fleet(now_ms)
+    assert len(query.select("telltale_anomaly_novelty")) == counts["scored"]
+    anomalies = list(Anomaly.objects.all())
+    assert anomalies and counts["anomalous"] >= len(anomalies)
+    for a in anomalies:
+        assert a.scenario == NOVEL_SCENARIO and a.model_version == version
+        assert a.score >= 1 and a.attribution["metrics"]  # the forecast error's metrics
+    # Novelty pages as a warning, however high: it says "unlike before", not what is wrong.
+    signals = Signal.objects.filter(kind="anomaly")
+    assert signals.count() == len(anomalies)
+    assert set(signals.values_list("severity", flat=True)) == {"warning"}
+    # What the anomaly alert rules read is the score it alarmed on.
+    alarm = query.select("telltale_anomaly_alarm")
+    data = query.get_store().read_raw([s.id for s in alarm], now_ms, now_ms + 1)
+    assert sum(v[0] > 0 for _, v in data.values()) == counts["anomalous"]
+
+
+def test_novelty_alarms_can_be_turned_off(quiet_fleet, anomaly_artefact, tmp_path, settings):
+    version = promote_artefact("anomaly", _never_alarming(anomaly_artefact, tmp_path))
+    now_ms = int(time.time() * 1000) // 60_000 * 60_000
+    novelty.fit(version.pk, hours=2, every=EVERY, now_ms=now_ms)
+    settings.TELLTALE_NOVELTY_LEVEL = 0
+    counts = scoring.score_fleet(now_ms)
+    assert counts["anomalous"] == 0 and not Anomaly.objects.exists()
+    assert len(query.select("telltale_anomaly_novelty")) == counts["scored"]  # still charted
+
+
+def test_the_alarm_levels_page_shows_the_novelty_fit_and_tries_a_level(
+    quiet_fleet, anomaly_artefact, viewer_client
+):
+    from django.urls import reverse
+
+    version = promote_artefact("anomaly", anomaly_artefact)
+    page = viewer_client.get(reverse("alarm_levels")).content.decode()
+    assert "Not fitted yet" in page and 'data-field="novelty-level">90<' in page
+    now_ms = int(time.time() * 1000) // 60_000 * 60_000
+    novelty.fit(version.pk, hours=2, every=EVERY, now_ms=now_ms)
+    scoring.score_fleet(now_ms)
+    page = viewer_client.get(reverse("alarm_levels"), {"novelty": "1"}).content.decode()
+    assert "Not fitted yet" not in page
+    assert 'data-novelty="vm"' in page and 'data-novelty-backtest="host"' in page
+    assert '>tried</th><td class="num">1.0</td>' in page
+    bad = viewer_client.get(reverse("alarm_levels"), {"novelty": "lots"})
+    assert bad.status_code == 400 and "novelty: a number" in bad.content.decode()
