@@ -437,7 +437,7 @@ class AnomalyDetector:
                 novel = np.zeros(len(part), dtype=bool)
                 fleet = novelty.get(level)
                 if nov_raw is not None and fleet is not None:
-                    nov = [fleet.score(windows[i].target, nov_raw[j]) for j, i in enumerate(part)]
+                    nov = fleet.score_many([windows[i].target for i in part], nov_raw)
                     at = novelty_levels.for_group(level)
                     novel = np.array([v is not None and v >= at for v in nov]) & ~flag
                     if scen is not None and expected.any():

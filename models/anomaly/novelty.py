@@ -67,10 +67,17 @@ class FleetNovelty:
 
     def score(self, target: str, raw: float) -> float | None:
         """The calibrated novelty (0 to 100) of one window, None for a target not yet known."""
-        scale = self.scales.get(target)
-        if scale is None or not np.isfinite(raw):
-            return None
-        return float(self.calibrator.transform(np.array([raw / scale]))[0])
+        return self.score_many([target], np.array([raw]))[0]
+
+    def score_many(self, targets: list[str], raw: np.ndarray) -> list[float | None]:
+        """``score`` of many windows in one calibration pass."""
+        scale = np.array([self.scales.get(t, np.nan) for t in targets], dtype=np.float64)
+        ratio = np.asarray(raw, dtype=np.float64) / scale
+        known = np.isfinite(ratio)
+        calibrated = np.full(len(targets), np.nan)
+        if known.any():
+            calibrated[known] = self.calibrator.transform(ratio[known])
+        return [float(v) if ok else None for v, ok in zip(calibrated, known, strict=True)]
 
     def as_dict(self) -> dict:
         return {

@@ -128,3 +128,34 @@ def test_the_alarm_levels_page_shows_the_novelty_fit_and_tries_a_level(
     assert '>tried</th><td class="num">1.0</td>' in page
     bad = viewer_client.get(reverse("alarm_levels"), {"novelty": "lots"})
     assert bad.status_code == 400 and "novelty: a number" in bad.content.decode()
+
+
+def test_operators_refit_from_the_command_line(quiet_fleet, anomaly_artefact):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="no anomaly version"):
+        call_command("calibrate_novelty")
+    promote_artefact("anomaly", anomaly_artefact)
+    out = StringIO()
+    call_command("calibrate_novelty", "--hours", "2", "--every-minutes", "5", stdout=out)
+    assert "vm    fitted on 6 targets, 144 windows" in out.getvalue()
+    with pytest.raises(CommandError, match="more than 0"):
+        call_command("calibrate_novelty", "--hours", "0")
+
+
+def test_admins_refit_from_the_page(anomaly_artefact, admin_client, operator_client, monkeypatch):
+    from django.urls import reverse
+
+    from workers import tasks
+
+    version = promote_artefact("anomaly", anomaly_artefact)
+    queued = []
+    monkeypatch.setattr(tasks.calibrate_novelty, "delay", queued.append)
+    url = reverse("alarm_levels")
+    assert operator_client.post(url, {"action": "refit-novelty"}).status_code == 403
+    assert queued == []
+    assert 'id="refit-novelty"' in admin_client.get(url).content.decode()
+    assert admin_client.post(url, {"action": "refit-novelty"}).status_code == 302
+    assert queued == [version.pk]

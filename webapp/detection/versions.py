@@ -229,7 +229,8 @@ def promote(version: ModelVersion, actor=None, reason: str = "") -> ModelVersion
     _forget_loaded(version.kind)
     if version.kind == ModelVersion.KIND_ANOMALY and not version.novelty.exists():
         # Novelty is judged against the fleet's own windows, which this version has not
-        # seen yet: fitted now (after any backfill queued below), then every few hours.
+        # seen yet: fitted now (before any backfill queued below, which does not use it),
+        # then every few hours.
         from workers.tasks import calibrate_novelty
 
         transaction.on_commit(lambda: calibrate_novelty.delay(version.pk))

@@ -156,6 +156,12 @@ def alarm_levels(request):
     if request.method == "POST":
         if not is_admin:
             return roles.forbidden(request, roles.ADMIN)
+        if request.POST.get("action") == "refit-novelty" and version is not None:
+            from workers.tasks import calibrate_novelty
+
+            calibrate_novelty.delay(version.pk)
+            messages.success(request, "The novelty calibration is being refitted.")
+            return redirect("alarm_levels")
         level = request.POST.get("level", "")
         cluster = request.POST.get("cluster", "").strip()
         try:
