@@ -27,7 +27,9 @@ class Command(BaseCommand):
     help = "Fit the anomaly model's novelty calibration on the fleet's recent windows."
 
     def add_arguments(self, parser):
-        parser.add_argument("--model-version", dest="version_id", type=int, help="default: promoted")
+        parser.add_argument(
+            "--model-version", dest="version_id", type=int, help="default: the promoted one"
+        )
         parser.add_argument("--hours", type=_positive, help="default: TELLTALE_NOVELTY_HOURS")
         parser.add_argument(
             "--every-minutes",
