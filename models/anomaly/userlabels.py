@@ -15,6 +15,7 @@ from models.anomaly.datamodule import WindowShape
 from models.anomaly.detector import Window
 from models.anomaly.features import SeriesGroup
 from models.anomaly.logmining import LogMiner
+from models.anomaly.novelty import NOVEL_SCENARIO
 
 
 @dataclass
@@ -48,8 +49,10 @@ def user_groups(
         for k, lw in enumerate(items):
             m = np.asarray(lw.window.metrics, np.float32)[-W:]
             values[W - len(m) :, k] = m
-            name = lw.scenario or ("expected" if lw.label == "expected" else None)
-            if lw.label == "normal" and not lw.scenario:
+            # "unrecognised" names no kind of fault: such a window trains the anomaly head only.
+            scenario = None if lw.scenario == NOVEL_SCENARIO else lw.scenario
+            name = scenario or ("expected" if lw.label == "expected" else None)
+            if lw.label == "normal" and not scenario:
                 name = "normal"
             if name is not None and name not in classes:
                 classes.append(name)

@@ -159,3 +159,32 @@ def test_admins_refit_from_the_page(anomaly_artefact, admin_client, operator_cli
     assert 'id="refit-novelty"' in admin_client.get(url).content.decode()
     assert admin_client.post(url, {"action": "refit-novelty"}).status_code == 302
     assert queued == [version.pk]
+
+
+def test_a_true_novelty_alarm_trains_the_anomaly_head_not_a_scenario_named_unrecognised(
+    quiet_fleet, anomaly_artefact, users, operator_client
+):
+    from datetime import UTC, datetime
+
+    from django.urls import reverse
+
+    from webapp.detection import labels, services
+
+    version = promote_artefact("anomaly", anomaly_artefact)
+    end = datetime.now(tz=UTC) - timedelta(minutes=5)
+    anomaly = Anomaly.objects.create(
+        level="vm",
+        instance=Instance.objects.first(),
+        start=end - timedelta(minutes=10),
+        end=end,
+        score=96,
+        scenario=NOVEL_SCENARIO,
+        model_version=version,
+    )
+    page = operator_client.get(reverse("anomaly_detail", args=[anomaly.pk])).content.decode()
+    assert 'name="scenario" list="scenario-names" value=""' in page  # not prefilled
+    services.label_anomaly(anomaly, "true_positive", "", actor=users.operator)
+    assert [(j.label, j.scenario) for j in labels.judgements()] == [("anomaly", "")]
+    # Named by the person who looked: that scenario is what the next version learns.
+    services.label_anomaly(anomaly, "true_positive", "runaway_batch_job", actor=users.operator)
+    assert [j.scenario for j in labels.judgements()] == ["runaway_batch_job"]

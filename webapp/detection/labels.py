@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from models.anomaly.novelty import NOVEL_SCENARIO
 from webapp.detection.models import Anomaly, LabelSnapshot
 from webapp.telemetry.models import Instance, Node
 
@@ -40,7 +41,14 @@ def judgements() -> list[Judgement]:
                 a.instance_id if a.level == "vm" else a.node_id,
                 a.end,
                 MODEL_LABEL[a.label],
-                a.label_scenario or (a.scenario if a.label == "true_positive" else ""),
+                # A true novelty alarm without a named scenario trains the anomaly head
+                # only: "unrecognised" is not a kind of fault the scenario head could learn.
+                a.label_scenario
+                or (
+                    a.scenario
+                    if a.label == "true_positive" and a.scenario != NOVEL_SCENARIO
+                    else ""
+                ),
                 f"anomaly {a.pk}",
             )
         )

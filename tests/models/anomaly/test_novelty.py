@@ -38,3 +38,19 @@ def test_round_trips_through_json():
     again = FleetNovelty.from_dict(fit.as_dict())
     assert again.scales == fit.scales and again.windows == fit.windows == 192
     assert again.score("quiet", 1.0) == pytest.approx(fit.score("quiet", 1.0))
+
+
+def test_unrecognised_is_never_learnt_as_a_scenario():
+    from models.anomaly.datamodule import WindowShape
+    from models.anomaly.detector import Window
+    from models.anomaly.logmining import LogMiner
+    from models.anomaly.novelty import NOVEL_SCENARIO
+    from models.anomaly.userlabels import LabeledWindow, user_groups
+
+    shape = WindowShape(window_steps=12, patch_steps=4, step_seconds=15)
+    w = Window("vm-1", "vm", 1_736_121_600.0, np.ones((12, 2), np.float32), [])
+    classes = ["normal"]
+    windows = [LabeledWindow(w, "anomaly", NOVEL_SCENARIO)]
+    groups, _ = user_groups(windows, shape, classes, LogMiner())
+    assert classes == ["normal"]
+    assert (groups[0].label == 1).all() and (groups[0].scenario == -1).all()
