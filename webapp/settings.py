@@ -302,7 +302,7 @@ TELLTALE_BACKFILL_HOURS = env_int("TELLTALE_BACKFILL_HOURS", 24, minimum=0)
 # a target's forecast error is this unusual (calibrated 0-100 on the fleet's own windows of
 # the last TELLTALE_NOVELTY_HOURS, refitted every TELLTALE_NOVELTY_REFIT_HOURS); 0 turns
 # novelty alarms off (the novelty score is still charted).
-TELLTALE_NOVELTY_LEVEL = env_int("TELLTALE_NOVELTY_LEVEL", 90, minimum=0)
+TELLTALE_NOVELTY_LEVEL = env_int("TELLTALE_NOVELTY_LEVEL", 95, minimum=0)
 TELLTALE_NOVELTY_HOURS = env_int("TELLTALE_NOVELTY_HOURS", 24, minimum=1)
 TELLTALE_NOVELTY_REFIT_HOURS = env_int("TELLTALE_NOVELTY_REFIT_HOURS", 6, minimum=1)
 # Hours of simulated history `manage.py demo` writes into an empty store on its first start.

@@ -118,7 +118,7 @@ def test_the_alarm_levels_page_shows_the_novelty_fit_and_tries_a_level(
 
     version = promote_artefact("anomaly", anomaly_artefact)
     page = viewer_client.get(reverse("alarm_levels")).content.decode()
-    assert "Not fitted yet" in page and 'data-field="novelty-level">90<' in page
+    assert "Not fitted yet" in page and 'data-field="novelty-level">95<' in page
     now_ms = int(time.time() * 1000) // 60_000 * 60_000
     novelty.fit(version.pk, hours=2, every=EVERY, now_ms=now_ms)
     scoring.score_fleet(now_ms)
