@@ -199,16 +199,17 @@ def mitigation_artefact(tmp_path_factory):
     return str(out)
 
 
-def backfill_quiet_fleet(hours: float):
-    """Two nodes, eight instances, no scenarios: the last ``hours`` of a simulated fleet
-    written to the store (the caller's store fixture truncates it)."""
+def backfill_quiet_fleet(hours: float, history_hours: float = 1.0):
+    """Two nodes, eight instances, no scenarios: ``hours`` of a simulated fleet that began
+    ``history_hours`` ago, written to the store up to now (the caller's store fixture
+    truncates it)."""
     import time
 
     from ingest.simulator import ScenarioRates, SimConfig, Simulator
     from webapp.telemetry.simulation import backfill
     from webapp.telemetry.stats import ingest_stats
 
-    start = (int(time.time()) - 3600) // 60 * 60
+    start = (int(time.time()) - int(history_hours * 3600)) // 60 * 60
     sim = Simulator(
         SimConfig(
             seed=5,

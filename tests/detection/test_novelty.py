@@ -10,37 +10,20 @@ from datetime import timedelta
 
 import pytest
 
-from ingest.simulator import ScenarioRates, SimConfig, Simulator
 from models.anomaly.novelty import NOVEL_SCENARIO
-from tests.conftest import promote_artefact
+from tests.conftest import backfill_quiet_fleet, promote_artefact
 from webapp.detection import novelty, scoring
 from webapp.detection.models import Anomaly, NoveltyCalibration
 from webapp.telemetry import query
 from webapp.telemetry.models import Instance, Node
-from webapp.telemetry.simulation import backfill
-from webapp.telemetry.stats import ingest_stats
 
 EVERY = timedelta(minutes=5)
 
 
 @pytest.fixture
 def quiet_fleet(store):
-    """Three hours of a small fleet without injected cases."""
-    now = int(time.time())
-    start = (now - 3 * 3600) // 60 * 60
-    sim = Simulator(
-        SimConfig(
-            seed=33,
-            n_nodes=2,
-            n_instances=6,
-            start=start,
-            hours=3.0,
-            rates=ScenarioRates(0.0, 0.0, 0.0),
-        )
-    )
-    backfill(sim)
-    ingest_stats.flush()
-    return sim
+    """Three hours of a small fleet without injected cases, up to now."""
+    return backfill_quiet_fleet(hours=3.0, history_hours=3.0)
 
 
 def _never_alarming(anomaly_artefact, tmp_path) -> str:
@@ -140,7 +123,7 @@ def test_operators_refit_from_the_command_line(quiet_fleet, anomaly_artefact):
     promote_artefact("anomaly", anomaly_artefact)
     out = StringIO()
     call_command("calibrate_novelty", "--hours", "2", "--every-minutes", "5", stdout=out)
-    assert "vm    fitted on 6 targets, 144 windows" in out.getvalue()
+    assert "vm    fitted on 8 targets, 192 windows" in out.getvalue()
     with pytest.raises(CommandError, match="more than 0"):
         call_command("calibrate_novelty", "--hours", "0")
 
@@ -188,3 +171,19 @@ def test_a_true_novelty_alarm_trains_the_anomaly_head_not_a_scenario_named_unrec
     # Named by the person who looked: that scenario is what the next version learns.
     services.label_anomaly(anomaly, "true_positive", "runaway_batch_job", actor=users.operator)
     assert [j.scenario for j in labels.judgements()] == ["runaway_batch_job"]
+
+
+def test_a_learnt_scenario_names_an_open_anomaly_whatever_novelty_says():
+    from types import SimpleNamespace
+
+    from webapp.detection.scoring import _outranks
+
+    def window(score, novel):
+        return SimpleNamespace(alarm_score=score, novel=novel)
+
+    learnt = Anomaly(level="host", score=70, scenario="disk_io_saturation")
+    assert not _outranks(window(100, True), learnt)  # novelty never renames it
+    assert _outranks(window(80, False), learnt) and not _outranks(window(60, False), learnt)
+    novel = Anomaly(level="host", score=100, scenario=NOVEL_SCENARIO)
+    assert _outranks(window(60, False), novel)  # a scenario the model knows, even if lower
+    assert not _outranks(window(100, True), novel) and _outranks(window(100.5, True), novel)

@@ -227,7 +227,7 @@ def _extend_or_open(version, level: str, target, score, now: datetime) -> int:
         if current.backfilled:  # under way at the promotion and still going: live now
             current.backfilled = False
             fields.append("backfilled")
-        if score.alarm_score > current.score:
+        if _outranks(score, current):
             current.score = score.alarm_score
             current.raw_score = float(score.raw)
             current.scenario = score.scenario or current.scenario
@@ -249,6 +249,15 @@ def _extend_or_open(version, level: str, target, score, now: datetime) -> int:
         details={"attribution": attribution},
     )
     return opened
+
+
+def _outranks(score, current: Anomaly) -> bool:
+    """Whether a window's alarm names the open anomaly from now on: a learnt scenario always
+    wins over novelty (it says what is wrong), otherwise the higher score."""
+    was_novel = current.scenario == NOVEL_SCENARIO
+    if score.novel != was_novel:
+        return was_novel
+    return score.alarm_score > current.score
 
 
 def _close_quiet(level: str, now: datetime) -> int:
