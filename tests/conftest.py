@@ -225,6 +225,18 @@ def backfill_quiet_fleet(hours: float, history_hours: float = 1.0):
     return sim
 
 
+def artefact_alarming_at(anomaly_artefact: str, tmp_path, level: float) -> str:
+    """A copy of an anomaly artefact whose own alarm level is ``level`` (0: every window
+    alarms, over 100: none does)."""
+    import json
+    import shutil
+
+    copy = tmp_path / f"alarms-at-{level:g}"
+    shutil.copytree(anomaly_artefact, copy)
+    (copy / "thresholds.json").write_text(json.dumps({"default": float(level), "groups": {}}))
+    return str(copy)
+
+
 def promote_artefact(kind: str, path: str):
     from webapp.detection import versions
     from webapp.detection.models import ModelVersion

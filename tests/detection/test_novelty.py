@@ -3,15 +3,13 @@ explains, judged against each target's own windows."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from datetime import timedelta
 
 import pytest
 
 from models.anomaly.novelty import NOVEL_SCENARIO
-from tests.conftest import backfill_quiet_fleet, promote_artefact
+from tests.conftest import artefact_alarming_at, backfill_quiet_fleet, promote_artefact
 from webapp.detection import novelty, scoring
 from webapp.detection.models import Anomaly, NoveltyCalibration
 from webapp.telemetry import query
@@ -27,11 +25,8 @@ def quiet_fleet(store):
 
 
 def _never_alarming(anomaly_artefact, tmp_path) -> str:
-    """The artefact with supervised thresholds no window reaches: any alarm is novelty's."""
-    path = tmp_path / "never-alarms"
-    shutil.copytree(anomaly_artefact, path)
-    (path / "thresholds.json").write_text(json.dumps({"default": 101.0, "groups": {}}))
-    return str(path)
+    """Supervised alarm levels no window reaches: any alarm is novelty's."""
+    return artefact_alarming_at(anomaly_artefact, tmp_path, 101.0)
 
 
 def test_novelty_is_fitted_on_each_targets_own_windows(quiet_fleet, anomaly_artefact):

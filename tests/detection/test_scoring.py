@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ingest.simulator import ScenarioRates, SimConfig, Simulator
-from tests.conftest import promote_artefact
+from tests.conftest import artefact_alarming_at, promote_artefact
 from webapp.detection import labels, scoring, services
 from webapp.detection.models import Anomaly, ModelVersion
 from webapp.telemetry import query
@@ -58,13 +58,7 @@ def test_scoring_writes_scores_and_is_idempotent(live_fleet, anomaly_artefact):
 
 
 def _always_alarming(anomaly_artefact, tmp_path):
-    import json
-    import shutil
-
-    always = tmp_path / "always-alarms"
-    shutil.copytree(anomaly_artefact, always)
-    (always / "thresholds.json").write_text(json.dumps({"default": 0.0, "groups": {}}))
-    return str(always)
+    return artefact_alarming_at(anomaly_artefact, tmp_path, 0.0)
 
 
 def test_the_first_promotion_scores_the_hours_before_it_without_paging_anyone(
