@@ -237,6 +237,27 @@ def artefact_alarming_at(anomaly_artefact: str, tmp_path, level: float) -> str:
     return str(copy)
 
 
+def recent_anomaly(anomaly_artefact: str, **fields):
+    """The artefact promoted, and an anomaly of it on the first instance that ended five
+    minutes ago (``fields`` override the defaults)."""
+    from datetime import UTC, datetime, timedelta
+
+    from webapp.detection.models import Anomaly
+    from webapp.telemetry.models import Instance
+
+    version = promote_artefact("anomaly", anomaly_artefact)
+    end = datetime.now(tz=UTC) - timedelta(minutes=5)
+    values = {
+        "level": "vm",
+        "instance": Instance.objects.first(),
+        "start": end - timedelta(minutes=10),
+        "end": end,
+        "score": 80,
+        "model_version": version,
+    }
+    return Anomaly.objects.create(**{**values, **fields})
+
+
 def promote_artefact(kind: str, path: str):
     from webapp.detection import versions
     from webapp.detection.models import ModelVersion

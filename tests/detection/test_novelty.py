@@ -9,7 +9,12 @@ from datetime import timedelta
 import pytest
 
 from models.anomaly.novelty import NOVEL_SCENARIO
-from tests.conftest import artefact_alarming_at, backfill_quiet_fleet, promote_artefact
+from tests.conftest import (
+    artefact_alarming_at,
+    backfill_quiet_fleet,
+    promote_artefact,
+    recent_anomaly,
+)
 from webapp.detection import novelty, scoring
 from webapp.detection.models import Anomaly, NoveltyCalibration
 from webapp.telemetry import query
@@ -142,23 +147,11 @@ def test_admins_refit_from_the_page(anomaly_artefact, admin_client, operator_cli
 def test_a_true_novelty_alarm_trains_the_anomaly_head_not_a_scenario_named_unrecognised(
     quiet_fleet, anomaly_artefact, users, operator_client
 ):
-    from datetime import UTC, datetime
-
     from django.urls import reverse
 
     from webapp.detection import labels, services
 
-    version = promote_artefact("anomaly", anomaly_artefact)
-    end = datetime.now(tz=UTC) - timedelta(minutes=5)
-    anomaly = Anomaly.objects.create(
-        level="vm",
-        instance=Instance.objects.first(),
-        start=end - timedelta(minutes=10),
-        end=end,
-        score=96,
-        scenario=NOVEL_SCENARIO,
-        model_version=version,
-    )
+    anomaly = recent_anomaly(anomaly_artefact, score=96, scenario=NOVEL_SCENARIO)
     page = operator_client.get(reverse("anomaly_detail", args=[anomaly.pk])).content.decode()
     assert 'name="scenario" list="scenario-names" value=""' in page  # not prefilled
     services.label_anomaly(anomaly, "true_positive", "", actor=users.operator)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ingest.simulator import ScenarioRates, SimConfig, Simulator
-from tests.conftest import artefact_alarming_at, promote_artefact
+from tests.conftest import artefact_alarming_at, promote_artefact, recent_anomaly
 from webapp.detection import labels, scoring, services
 from webapp.detection.models import Anomaly, ModelVersion
 from webapp.telemetry import query
@@ -167,19 +167,7 @@ def test_without_a_promoted_model_nothing_is_scored(live_fleet):
 
 def _labelled_anomaly(artefact, actor, label: str, scenario: str = "") -> Anomaly:
     """An anomaly on the fleet's first instance that ended five minutes ago, labelled."""
-    from datetime import UTC, datetime, timedelta
-
-    version = promote_artefact("anomaly", artefact)
-    end = datetime.now(tz=UTC) - timedelta(minutes=5)
-    anomaly = Anomaly.objects.create(
-        level="vm",
-        instance=Instance.objects.first(),
-        start=end - timedelta(minutes=10),
-        end=end,
-        score=80,
-        model_version=version,
-    )
-    return services.label_anomaly(anomaly, label, scenario, actor=actor)
+    return services.label_anomaly(recent_anomaly(artefact), label, scenario, actor=actor)
 
 
 def test_labels_become_training_windows(live_fleet, anomaly_artefact, users):

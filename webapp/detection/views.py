@@ -235,7 +235,7 @@ def alarm_levels(request):
             "version": version,
             "rows": rows,
             "novelty_rows": novelty_rows,
-            "novelty_level": novelty.levels().default if novelty.levels() else None,
+            "novelty_level": settings.TELLTALE_NOVELTY_LEVEL or None,
             "novelty_tried": novelty_tried or None,
             "novelty_hours": settings.TELLTALE_NOVELTY_HOURS,
             "novelty_refit_hours": settings.TELLTALE_NOVELTY_REFIT_HOURS,
