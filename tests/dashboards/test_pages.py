@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from ingest.types import LogBatch, LogEntry, MetricBatch
 from tests.conftest import series_samples
+from tests.support.exporters import node_exporter_series
 from webapp.dashboards import charts
 from webapp.telemetry import writer
 from webapp.telemetry.stats import ingest_stats
@@ -194,3 +195,44 @@ def test_a_nodes_page_says_which_model_inputs_it_sends_and_which_are_derived(vie
     assert "host_cpu_utilization_ratio" in {r.metric for r in inputs["missing"]}
     body = response.content.decode()
     assert "1 of 17 sent under the models' names, 1 derived from node_exporter series" in body
+
+
+def test_a_node_exporter_hosts_charts_are_what_the_models_read_not_its_raw_counters(
+    viewer_client, store
+):
+    """Its CPU chart is the utilisation the models derive from the CPU-seconds counters, and
+    the series a derived chart reads are not charted again beside it."""
+    batch = MetricBatch(series=node_exporter_series({"node": "ne-1"}, idle=0.7))
+    writer.write_metrics(batch, source="remote_write", client="t")
+    figures = dict(viewer_client.get(reverse("node_detail", args=["ne-1"])).context["figures"])
+    assert "node_cpu_seconds_total" not in figures
+    assert "node_load1" not in figures and "host_load1" in figures
+    (trace,) = go.Figure(figures["host_cpu_utilization_ratio"]).data
+    assert trace.name == "derived from node_exporter"
+    drawn = [v for v in trace.y if v is not None]
+    assert drawn and all(abs(v - 0.25) < 1e-3 for v in drawn)
+
+
+def test_an_anomalys_page_charts_its_top_metric_first_even_when_derived(viewer_client, store):
+    from datetime import UTC, datetime, timedelta
+
+    from webapp.detection.models import Anomaly, ModelVersion
+    from webapp.telemetry.models import Node
+
+    batch = MetricBatch(series=node_exporter_series({"node": "ne-2"}, idle=0.7))
+    writer.write_metrics(batch, source="remote_write", client="t")
+    end = datetime.now(tz=UTC)
+    anomaly = Anomaly.objects.create(
+        level="host",
+        node=Node.objects.get(name="ne-2"),
+        start=end - timedelta(minutes=4),
+        end=end,
+        score=97,
+        scenario="unrecognised",
+        attribution={"metrics": [["host_cpu_utilization_ratio", 0.8], ["host_load1", 0.2]]},
+        model_version=ModelVersion.objects.create(kind="anomaly", version=1),
+    )
+    response = viewer_client.get(reverse("anomaly_detail", args=[anomaly.pk]))
+    metrics = [metric for metric, _ in response.context["figures"]]
+    assert metrics[:2] == ["host_cpu_utilization_ratio", "host_load1"]
+    assert "node_cpu_seconds_total" not in metrics

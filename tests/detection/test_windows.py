@@ -11,42 +11,11 @@ import pytest
 from ingest import scraper
 from ingest.simulator import HOST_METRIC_NAMES, VM_METRIC_NAMES
 from ingest.types import MetricBatch
-from tests.conftest import series_samples
+from tests.support.exporters import END, STEP, STEPS, gauge_series, node_exporter_series
 from tests.support.servers import needs_node_exporter, node_exporter
 from webapp.detection.windows import metric_windows
 from webapp.telemetry import writer
 from webapp.telemetry.models import Instance, Node, ScrapeTarget
-
-STEP = 15_000
-STEPS = 20
-END = (int(time.time() * 1000) // STEP) * STEP
-SCRAPES = [END - STEP * k - 3_000 for k in range(STEPS + 4)][::-1]
-
-
-def _counter(metric, labels, per_second):
-    return series_samples(metric, labels, [(t, per_second * t / 1000.0) for t in SCRAPES])
-
-
-def _gauge(metric, labels, value):
-    return series_samples(metric, labels, [(t, value) for t in SCRAPES])
-
-
-def _node_exporter(labels, idle, steal=0.0):
-    """What node_exporter on a two-CPU machine exposes, as remote_write sends it."""
-    out = []
-    for cpu in ("0", "1"):
-        for mode, share in (("idle", idle), ("iowait", 0.05), ("steal", steal)):
-            out.append(
-                _counter("node_cpu_seconds_total", {**labels, "cpu": cpu, "mode": mode}, share)
-            )
-    out += [
-        _gauge("node_memory_MemAvailable_bytes", labels, 2e9),
-        _gauge("node_memory_MemTotal_bytes", labels, 8e9),
-        _gauge("node_load1", labels, 1.25),
-        _counter("node_network_receive_bytes_total", {**labels, "device": "eth0"}, 2e6),
-        _counter("node_network_receive_bytes_total", {**labels, "device": "lo"}, 9e9),
-    ]
-    return out
 
 
 def _write(series):
@@ -58,7 +27,7 @@ def _column(matrix, names, metric):
 
 
 def test_a_node_exporter_node_gets_the_host_metrics_the_models_read(store):
-    _write(_node_exporter({"node": "n1"}, idle=0.7))
+    _write(node_exporter_series({"node": "n1"}, idle=0.7))
     node = Node.objects.get(name="n1")
     (matrix,) = metric_windows(
         "host", [node.pk], list(HOST_METRIC_NAMES), END, STEPS, STEP
@@ -79,7 +48,7 @@ def test_a_node_exporter_node_gets_the_host_metrics_the_models_read(store):
 
 
 def test_node_exporter_inside_a_vm_gives_the_instance_its_steal(store):
-    _write(_node_exporter({"node": "n1", "vm": "vm-1"}, idle=0.5, steal=0.2))
+    _write(node_exporter_series({"node": "n1", "vm": "vm-1"}, idle=0.5, steal=0.2))
     vm = Instance.objects.get(name="vm-1")
     (matrix,) = metric_windows("vm", [vm.pk], list(VM_METRIC_NAMES), END, STEPS, STEP).values()
     np.testing.assert_allclose(
@@ -96,7 +65,12 @@ def test_node_exporter_inside_a_vm_gives_the_instance_its_steal(store):
 
 def test_a_metric_stated_under_the_models_name_is_used_as_stated(store):
     labels = {"node": "n2"}
-    _write([*_node_exporter(labels, idle=0.7), _gauge("host_cpu_utilization_ratio", labels, 0.9)])
+    _write(
+        [
+            *node_exporter_series(labels, idle=0.7),
+            gauge_series("host_cpu_utilization_ratio", labels, 0.9),
+        ]
+    )
     node = Node.objects.get(name="n2")
     (matrix,) = metric_windows(
         "host", [node.pk], list(HOST_METRIC_NAMES), END, STEPS, STEP
@@ -110,7 +84,7 @@ def test_a_metric_stated_under_the_models_name_is_used_as_stated(store):
 
 
 def test_the_agents_disk_busy_name_fills_the_models(store):
-    _write([_gauge("host_disk_io_time_ratio", {"node": "n3"}, 0.4)])
+    _write([gauge_series("host_disk_io_time_ratio", {"node": "n3"}, 0.4)])
     node = Node.objects.get(name="n3")
     (matrix,) = metric_windows(
         "host", [node.pk], list(HOST_METRIC_NAMES), END, STEPS, STEP
@@ -198,10 +172,18 @@ def test_a_filesystem_metric_per_mountpoint_is_read_as_the_root_filesystems(stor
     metric is the root filesystem's, not their mean."""
     _write(
         [
-            _gauge("host_filesystem_utilization_ratio", {"node": "n4", "mountpoint": "/"}, 0.5),
-            _gauge("host_filesystem_utilization_ratio", {"node": "n4", "mountpoint": "/boot"}, 0.9),
-            _gauge("host_filesystem_utilization_ratio", {"node": "n5", "mountpoint": "/data"}, 0.2),
-            _gauge("host_filesystem_utilization_ratio", {"node": "n5", "mountpoint": "/srv"}, 0.4),
+            gauge_series(
+                "host_filesystem_utilization_ratio", {"node": "n4", "mountpoint": "/"}, 0.5
+            ),
+            gauge_series(
+                "host_filesystem_utilization_ratio", {"node": "n4", "mountpoint": "/boot"}, 0.9
+            ),
+            gauge_series(
+                "host_filesystem_utilization_ratio", {"node": "n5", "mountpoint": "/data"}, 0.2
+            ),
+            gauge_series(
+                "host_filesystem_utilization_ratio", {"node": "n5", "mountpoint": "/srv"}, 0.4
+            ),
         ]
     )
     ids = [Node.objects.get(name=name).pk for name in ("n4", "n5")]

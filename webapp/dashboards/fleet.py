@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import Count, Sum
@@ -118,28 +119,65 @@ def state_counts(nodes) -> list[tuple[str, str, int]]:
     return [(key, STATE_LABELS[key], counts[key]) for key in available_states()]
 
 
+@dataclass(frozen=True)
+class DerivedChart:
+    """A model input that a target does not send under the model's name but derives from
+    the exporter series it sends (``webapp.telemetry.derived``), charted as the models read
+    it: a node_exporter host's CPU utilisation rather than its raw CPU-seconds counters."""
+
+    level: str  # "host" | "vm"
+    target_id: int
+    origin: str  # what its series come from, e.g. "node_exporter"
+    reads: tuple[str, ...]  # the metrics of the series it is derived from
+
+
+def derived_inputs(level: str, target_id: int) -> dict[str, DerivedChart]:
+    """{model metric: DerivedChart} for the model inputs the target derives."""
+    from django.apps import apps
+
+    if not apps.is_installed("webapp.detection"):
+        return {}
+    from webapp.detection.windows import model_inputs
+
+    return {
+        row.metric: DerivedChart(level, target_id, row.origin, row.reads)
+        for row in model_inputs(level, target_id)
+        if row.source == "derived"
+    }
+
+
 def key_metric_charts(
-    series_qs, prefer: list[str] = ()
-) -> list[tuple[str, str, str, list[Series]]]:
-    """(metric, title, unit, series) for the charts of a node or instance page; metrics in
-    ``prefer`` (e.g. an anomaly's top attribution) come first."""
+    series_qs, prefer: list[str] = (), derived: dict[str, DerivedChart] | None = None
+) -> list[tuple[str, str, str, list[Series] | DerivedChart]]:
+    """(metric, title, unit, series or DerivedChart) for the charts of a node or instance
+    page; metrics in ``prefer`` (e.g. an anomaly's top attribution) come first, then the key
+    metrics, then the rest by name. A metric in ``derived`` that the target does not send is
+    charted derived, and the series it is derived from are then not charted again."""
+    derived = dict(derived or {})
     by_metric: dict[str, list[Series]] = defaultdict(list)
     for s in series_qs.exclude(metric__in=UNCHARTED).order_by("metric", "id"):
         by_metric[s.metric].append(s)
     charts = []
     titles = {metric: (title, unit) for metric, title, unit in KEY_METRICS}
-    for metric in prefer:
-        if metric in by_metric and len(charts) < MAX_CHARTS:
-            title, unit = titles.get(metric, (metric, _guess_unit(metric)))
-            charts.append((metric, title, unit, by_metric.pop(metric)[:MAX_LINES_PER_CHART]))
-    for metric, title, unit in KEY_METRICS:
-        if metric in by_metric and len(charts) < MAX_CHARTS:
-            charts.append((metric, title, unit, by_metric.pop(metric)[:MAX_LINES_PER_CHART]))
-    for metric in sorted(by_metric):
+
+    def add(metric: str) -> None:
         if len(charts) >= MAX_CHARTS:
-            break
-        unit = _guess_unit(metric)
-        charts.append((metric, metric, unit, by_metric[metric][:MAX_LINES_PER_CHART]))
+            return
+        title, unit = titles.get(metric, (metric, _guess_unit(metric)))
+        if metric in by_metric:
+            charts.append((metric, title, unit, by_metric.pop(metric)[:MAX_LINES_PER_CHART]))
+        elif metric in derived:
+            chart = derived.pop(metric)
+            for source in chart.reads:
+                by_metric.pop(source, None)
+            charts.append((metric, title, unit, chart))
+
+    for metric in prefer:
+        add(metric)
+    for metric, _, _ in KEY_METRICS:
+        add(metric)
+    for metric in sorted(by_metric):
+        add(metric)
     return charts
 
 
@@ -184,18 +222,20 @@ def injected_cases(tr, node=None, instance=None, limit: int = 50):
 
 
 def charts_for(chart_defs, tr, regions=None):
-    """One figure per chart definition, from one range query for all their series; shared
-    through the panel cache by everyone looking at the same series, range and regions."""
-    all_series = [s for _, _, _, series in chart_defs for s in series]
-    if not all_series:
+    """One figure per chart definition, from one range query for all their series (and one
+    read per target for the derived ones); shared through the panel cache by everyone
+    looking at the same series, range and regions."""
+    if not chart_defs:
         return []
     regions = list(regions or [])
-    levels = {m: _alarm_level(series[0]) for m, _, _, series in chart_defs if m == ANOMALY_SCORE}
+    levels = {
+        m: _alarm_level(series[0])
+        for m, _, _, series in chart_defs
+        if m == ANOMALY_SCORE and not isinstance(series, DerivedChart)
+    }
     levels.update({m: _novelty_level() for m, _, _, series in chart_defs if m == ANOMALY_NOVELTY})
     key = (
-        tuple(
-            (m, title, unit, tuple(s.id for s in series)) for m, title, unit, series in chart_defs
-        ),
+        tuple((m, title, unit, _lines_key(series)) for m, title, unit, series in chart_defs),
         panelcache.range_key(tr),
         tuple(regions),
         tuple(sorted(levels.items())),
@@ -203,6 +243,12 @@ def charts_for(chart_defs, tr, regions=None):
     return panelcache.get_or_build(
         "charts", key, lambda: _build_charts(chart_defs, tr, regions, levels)
     )
+
+
+def _lines_key(series):
+    if isinstance(series, DerivedChart):
+        return ("derived", series.level, series.target_id)
+    return tuple(s.id for s in series)
 
 
 ANOMALY_SCORE = "telltale_anomaly_score"
@@ -232,12 +278,23 @@ def _alarm_level(series: Series) -> float | None:
 def _build_charts(chart_defs, tr, regions, levels):
     from webapp.dashboards.charts import ChartSpec, Figure, time_series_figure
 
-    all_series = [s for _, _, _, series in chart_defs for s in series]
-    results, _ = query.range_query(all_series, tr.start_ms, tr.end_ms, tr.step_ms, "avg")
+    stored = [
+        s for _, _, _, series in chart_defs if not isinstance(series, DerivedChart) for s in series
+    ]
+    results = []
+    if stored:
+        results, _ = query.range_query(stored, tr.start_ms, tr.end_ms, tr.step_ms, "avg")
     by_id = {r.series.id: r for r in results}
+    derived = _derived_lines(chart_defs, tr)
     figures = []
     for metric, title, unit, series in chart_defs:
-        lines = result_lines(series, [by_id[s.id] for s in series])
+        if isinstance(series, DerivedChart):
+            line = derived.get((series.level, series.target_id, metric))
+            lines = [line] if line else []
+            if not line:
+                title = f"{title} (derived from {series.origin}: drawn for ranges up to 2 days)"
+        else:
+            lines = result_lines(series, [by_id[s.id] for s in series])
         thresholds = []
         if levels.get(metric) is not None:  # a page's score series are of one target
             thresholds = [(levels[metric], "alarm level")]
@@ -248,6 +305,39 @@ def _build_charts(chart_defs, tr, regions, levels):
         figure.script_json()  # once, here, rather than on every view of a cached figure
         figures.append((metric, figure))
     return figures
+
+
+# A derived rate needs two samples of its counters in a step; scrapes and the agent come
+# at least once a minute, and the models read the same one-minute grid.
+DERIVED_STEP_MS = 60_000
+# Derived charts read raw samples (a 64-CPU node_exporter host sends hundreds of CPU
+# counters), so longer ranges are not drawn derived.
+DERIVED_MAX_RANGE_MS = 2 * 86_400_000
+
+
+def _derived_lines(chart_defs, tr) -> dict:
+    """{(level, target id, metric): Line} for the derived charts, one read per target."""
+    from webapp.dashboards.charts import Line, plot_values
+    from webapp.detection.windows import grid, metric_windows
+
+    wanted: dict[tuple[str, int], list[tuple[str, str]]] = defaultdict(list)
+    if tr.end_ms - tr.start_ms > DERIVED_MAX_RANGE_MS:
+        return {}
+    for metric, _, _, series in chart_defs:
+        if isinstance(series, DerivedChart):
+            wanted[(series.level, series.target_id)].append((metric, series.origin))
+    step_ms = max(tr.step_ms, DERIVED_STEP_MS)
+    steps = max(1, -(-(tr.end_ms - tr.start_ms) // step_ms))
+    times = grid(tr.end_ms, steps, step_ms).tolist()
+    out = {}
+    for (level, target_id), metrics in wanted.items():
+        names = [metric for metric, _ in metrics]
+        matrix = metric_windows(level, [target_id], names, tr.end_ms, steps, step_ms)[target_id]
+        for column, (metric, origin) in enumerate(metrics):
+            out[(level, target_id, metric)] = Line(
+                f"derived from {origin}", times, plot_values(matrix[:, column])
+            )
+    return out
 
 
 def result_lines(series: list[Series], results) -> list:

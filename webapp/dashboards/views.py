@@ -225,7 +225,8 @@ def node_detail(request, name: str):
             "figures": SimpleLazyObject(
                 lambda: fleet.charts_for(
                     fleet.key_metric_charts(
-                        Series.objects.filter(node=node, instance__isnull=True)
+                        Series.objects.filter(node=node, instance__isnull=True),
+                        derived=fleet.derived_inputs("host", node.pk),
                     ),
                     tr,
                     fleet.case_regions(c for c in cases if c.level == "host")
@@ -338,7 +339,10 @@ def instance_detail(request, name: str):
             "also_reporting": SimpleLazyObject(lambda: _also_reporting(instance)),
             "figures": SimpleLazyObject(
                 lambda: fleet.charts_for(
-                    fleet.key_metric_charts(Series.objects.filter(instance=instance)),
+                    fleet.key_metric_charts(
+                        Series.objects.filter(instance=instance),
+                        derived=fleet.derived_inputs("vm", instance.pk),
+                    ),
                     tr,
                     fleet.case_regions(cases) + fleet.annotation_regions(notes),
                 )

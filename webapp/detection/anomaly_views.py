@@ -86,9 +86,11 @@ def anomaly_detail(request, anomaly_id: int):
     if anomaly.instance_id:
         series = Series.objects.filter(instance=anomaly.instance)
         log_filter = {"instance_ids": [anomaly.instance_id]}
+        level, target_id = "vm", anomaly.instance_id
     else:
         series = Series.objects.filter(node=anomaly.node, instance__isnull=True)
         log_filter = {"node_ids": [anomaly.node_id]}
+        level, target_id = "host", anomaly.node_id
     attribution = anomaly.attribution or {}
     top_metrics = [name for name, _ in attribution.get("metrics", [])[:4]]
     region = Region(
@@ -114,7 +116,15 @@ def anomaly_detail(request, anomaly_id: int):
             # Lazy: the page's cached block (panelcache.page_context) skips them on a hit.
             "figures": SimpleLazyObject(
                 lambda: fleet.charts_for(
-                    fleet.key_metric_charts(series, prefer=top_metrics), window, [region]
+                    fleet.key_metric_charts(
+                        series,
+                        prefer=top_metrics,
+                        # The model reads a node_exporter host's CPU-seconds as its
+                        # utilisation: the metric its attribution names is charted so.
+                        derived=fleet.derived_inputs(level, target_id),
+                    ),
+                    window,
+                    [region],
                 )
             ),
             "logs": SimpleLazyObject(logs),

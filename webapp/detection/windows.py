@@ -123,6 +123,7 @@ class ModelInput:
     metric: str
     source: str  # "stated" (sent under the model's name) | "derived" | "missing"
     origin: str = ""  # for a derived one: what its series come from
+    reads: tuple[str, ...] = ()  # for a derived one: the metrics of the series it reads
 
 
 def model_inputs(
@@ -155,7 +156,12 @@ def model_inputs(
             None,
         )
         out.append(
-            ModelInput(metric, "derived", usable.origin)
+            ModelInput(
+                metric,
+                "derived",
+                usable.origin,
+                tuple(dict.fromkeys(s.metric for s in usable.sources)),
+            )
             if usable
             else ModelInput(metric, "missing")
         )

@@ -95,7 +95,10 @@ def figures(incident: Incident, window) -> list:
             instance=target if is_instance else None,
         )
         marks = regions + fleet.annotation_regions(notes)
-        charts = fleet.charts_for(fleet.key_metric_charts(series)[:4], window, marks)
+        derived = fleet.derived_inputs("vm" if is_instance else "host", target.pk)
+        charts = fleet.charts_for(
+            fleet.key_metric_charts(series, derived=derived)[:4], window, marks
+        )
         out += [(f"{target}-{metric}", figure) for metric, figure in charts]
     return out
 
