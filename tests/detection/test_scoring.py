@@ -385,6 +385,59 @@ def test_a_node_that_sends_only_node_exporter_series_is_scored(store, anomaly_ar
     assert score.labels == {"level": "host", "node": "db1.example"}
 
 
+def test_a_target_alarms_only_once_its_telemetry_fills_half_the_models_window(
+    live_fleet, anomaly_artefact, tmp_path
+):
+    """A node that began sending minutes ago gives the model an hour of silence and then
+    everything at once: it is scored and charted, but alarms only once its history fills
+    half the window (the demo's own node scored 100 with 7 minutes of it)."""
+    from ingest.types import MetricBatch
+    from tests.conftest import series_samples
+    from webapp.telemetry import writer
+
+    promote_artefact("anomaly", _always_alarming(anomaly_artefact, tmp_path))
+    detector = scoring._load(anomaly_artefact)
+    window_ms = detector.window_steps * detector.step_seconds * 1000
+    now_ms = int(time.time() * 1000) // 60_000 * 60_000
+
+    def send(since_ms):
+        points = [(t, 0.4) for t in range(since_ms, now_ms, 15_000)]
+        batch = MetricBatch(
+            series=[series_samples("host_cpu_utilization_ratio", {"node": "fresh"}, points)]
+        )
+        writer.write_metrics(batch, source="test", client="t")
+        ingest_stats.flush()
+
+    send(now_ms - int(0.4 * window_ms))
+    counts = scoring.score_fleet(now_ms)
+    assert counts["warming_up"] == 1
+    assert counts["scored"] == Instance.objects.count() + Node.objects.count()
+    fresh = Node.objects.get(name="fresh")
+    assert not Anomaly.objects.filter(node=fresh).exists()
+    assert Anomaly.objects.filter(node__isnull=False).exclude(node=fresh).exists()
+    (alarm,) = query.select('telltale_anomaly_alarm{node="fresh",level="host"}')
+    ((_, values),) = query.get_store().read_raw([alarm.id], now_ms, now_ms + 1).values()
+    assert list(values) == [0.0]
+    assert query.select('telltale_anomaly_score{node="fresh",level="host"}')
+    # With more than half a window of history, it is judged like the rest.
+    send(now_ms - int(0.6 * window_ms))
+    counts = scoring.score_fleet(now_ms + 60_000)
+    assert counts["warming_up"] == 0 and Anomaly.objects.filter(node=fresh).exists()
+
+
+def test_a_windows_history_share_counts_from_its_first_sample_or_log_line():
+    from models.anomaly.detector import Window
+
+    metrics = np.full((8, 2), np.nan, np.float32)
+    metrics[4:, 1] = 1.0
+    window = Window("n", "host", 800.0, metrics)  # 8 steps of 100 s: from 0 to 800
+    assert scoring.history_share(window, 100) == 0.5
+    window.logs.append((250.0, "sshd started"))
+    assert scoring.history_share(window, 100) == 0.75
+    metrics[0, 0] = 0.0
+    assert scoring.history_share(window, 100) == 1.0
+
+
 def test_a_fleet_replay_counts_what_a_version_would_have_raised_here(live_fleet, anomaly_artefact):
     from models.anomaly.detector import AnomalyDetector
     from models.anomaly.postprocess import Thresholds
