@@ -141,12 +141,20 @@ class AnomalyDetector:
         metrics: dict | None = None,
         topk: int = DEFAULT_TOPK,
         err_scale_targets: dict[str, dict[str, list[float]]] | None = None,
+        expected_classes: list[str] | None = None,
     ):
         self.net = net.eval()
         self.specs = specs
         self.shape = shape
         self.mode = mode
         self.classes = classes
+        # Scenarios a window may be taken for without alarming on novelty: the catalogue's
+        # deceptive normals and what people labelled expected (``userlabels.expected_names``).
+        self.expected_classes = (
+            [c for c in classes if c in EXPECTED_CLASSES]
+            if expected_classes is None
+            else list(expected_classes)
+        )
         self.table = table
         self.calibrators = calibrators or {}
         self.thresholds = thresholds or Thresholds()
@@ -185,6 +193,7 @@ class AnomalyDetector:
             "shape": vars(self.shape),
             "mode": self.mode,
             "classes": self.classes,
+            "expected_classes": self.expected_classes,
             "err_scale": self.err_scale,
             "err_scale_targets": self.err_scale_targets,
             "topk": self.topk,
@@ -231,6 +240,7 @@ class AnomalyDetector:
             config=cfg.get("train", {}),
             metrics=json.loads((d / "metrics.json").read_text()),
             topk=cfg.get("topk", 3),  # artefacts written before it was saved used 3
+            expected_classes=cfg.get("expected_classes"),  # before 2026-12-01: the catalogue's
         )
         return det
 
@@ -416,7 +426,7 @@ class AnomalyDetector:
         thresholds = thresholds or self.thresholds
         novelty = novelty or {}
         novelty_levels = novelty_levels or Thresholds(default=NOVELTY_LEVEL)
-        expected = np.array([c in EXPECTED_CLASSES for c in self.classes], dtype=bool)
+        expected = np.isin(self.classes, self.expected_classes)
         out: list[WindowScore | None] = [None] * len(windows)
         by_level: dict[str, list[int]] = {}
         for i, w in enumerate(windows):

@@ -29,6 +29,7 @@ from models.anomaly.detector import AnomalyDetector
 from models.anomaly.features import FeatureSpec, LogStore, SeriesGroup, fit_spec, windows_of
 from models.anomaly.logmining import LogMiner, TemplateTable
 from models.anomaly.module import DEFAULT_TOPK, AnomalyModule, forecast_errors
+from models.anomaly.novelty import EXPECTED_CLASSES
 from models.anomaly.pipeline import (
     Scored,
     evaluate,
@@ -38,7 +39,7 @@ from models.anomaly.pipeline import (
     select_threshold,
 )
 from models.anomaly.postprocess import Calibrator, Thresholds
-from models.anomaly.userlabels import LabeledWindow, user_groups
+from models.anomaly.userlabels import LabeledWindow, expected_names, user_groups
 from models.progress import EpochLog
 
 log = logging.getLogger(__name__)
@@ -397,6 +398,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         seed_templates,
         err_scale=error_scale(net, train_set, mc.batch_size, 5000),
         topk=mc.topk,
+        expected_classes=[
+            c for c in classes if c in EXPECTED_CLASSES or c in expected_names(cfg.extra_windows)
+        ],
     )
     val_data = simdata.simulate(
         val_conf, detector.template_indices, None, mc.patch_steps * mc.step_seconds

@@ -28,6 +28,18 @@ class LabeledWindow:
     scenario: str | None = None
 
 
+def expected_names(windows: list[LabeledWindow]) -> set[str]:
+    """Scenario names people gave only to windows they judged not anomalous ("expected",
+    or a false positive with a cause, e.g. a deploy): what the model is to know as expected,
+    like the catalogue's deceptive normals. A name also given to an anomaly is not."""
+    named_normal, named_anomalous = set(), set()
+    for lw in windows:
+        if lw.scenario in (None, "", "normal", NOVEL_SCENARIO):
+            continue
+        (named_anomalous if lw.label == "anomaly" else named_normal).add(lw.scenario)
+    return named_normal - named_anomalous
+
+
 def user_groups(
     windows: list[LabeledWindow], shape: WindowShape, classes: list[str], miner: LogMiner
 ) -> tuple[list[SeriesGroup], list[np.ndarray]]:

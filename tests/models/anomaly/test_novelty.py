@@ -54,3 +54,20 @@ def test_unrecognised_is_never_learnt_as_a_scenario():
     groups, _ = user_groups(windows, shape, classes, LogMiner())
     assert classes == ["normal"]
     assert (groups[0].label == 1).all() and (groups[0].scenario == -1).all()
+
+
+def test_names_people_gave_only_to_normal_windows_are_expected():
+    from models.anomaly.detector import Window
+    from models.anomaly.novelty import NOVEL_SCENARIO
+    from models.anomaly.userlabels import LabeledWindow, expected_names
+
+    w = Window("vm-1", "vm", 0.0, np.ones((12, 2), np.float32), [])
+    labels = [
+        LabeledWindow(w, "expected", "nightly_backup"),
+        LabeledWindow(w, "normal", "deploy"),  # a false positive, with its cause
+        LabeledWindow(w, "anomaly", "disk_full"),
+        LabeledWindow(w, "normal", "disk_full"),  # named as a fault elsewhere: not expected
+        LabeledWindow(w, "expected", None),
+        LabeledWindow(w, "normal", NOVEL_SCENARIO),
+    ]
+    assert expected_names(labels) == {"nightly_backup", "deploy"}

@@ -51,6 +51,11 @@ def test_training_writes_a_self_contained_artefact(artefact):
     config = json.loads((d / "config.json").read_text())
     assert config["net"]["vocab_size"] == 8192
     assert "weekly_report_job" in config["classes"]  # a user's scenario became a class
+    # ... known as expected, like the catalogue's deceptive normals; a fault's name is not.
+    assert {"weekly_report_job", "scheduled_backup", "rolling_deployment"} <= set(
+        config["expected_classes"]
+    )
+    assert "cpu_hog" not in config["expected_classes"]
     metrics = json.loads((d / "metrics.json").read_text())
     assert len(metrics["data_hash"]) == 64
     assert 424242 not in (metrics["train_seed"], metrics["val_seed"])
@@ -123,3 +128,8 @@ def test_novelty_alarms_where_no_learnt_scenario_explains_the_window(artefact, s
     strict = Thresholds(default=100.0, groups={"vm": 100.1})
     quiet = det.score([w], novelty=fleet, novelty_levels=strict, thresholds=never)[0]
     assert not quiet.is_anomalous and not quiet.novel and quiet.alarm_score == quiet.score
+    # A window the scenario head takes for an expected scenario (here: every class counts
+    # as expected, as a user's labels could make it) does not alarm on novelty.
+    det.expected_classes = list(det.classes)
+    known = det.score([w], novelty=fleet, thresholds=never)[0]
+    assert not known.novel and not known.is_anomalous and known.novelty == 100.0
