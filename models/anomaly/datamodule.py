@@ -144,6 +144,8 @@ class WindowDataset(torch.utils.data.Dataset):
             shape,
         )
         self.weights = weights
+        self.metric_dropout = 0.0  # set while fitting: see ``hide_metrics``
+        self._rng = np.random.default_rng(0)
         self.offsets = np.cumsum([0] + [len(k) for k in keys])
         self.labels = [
             window_labels(g, k, shape.patch_steps) for g, k in zip(groups, keys, strict=True)
@@ -169,6 +171,8 @@ class WindowDataset(torch.utils.data.Dataset):
         if group.logs is not None:
             entries = group.logs.window_entries(targets, ends, W)
         values = group.window_values(targets, ends, W) if group.values.shape[-1] else None
+        if values is not None and self.metric_dropout > 0:
+            hide_metrics(values, self.metric_dropout, self._rng)
         lab, scen = self.labels[gi]
         lab = None if lab is None else lab[local]
         scen = None if scen is None else scen[local]
@@ -189,6 +193,19 @@ class WindowDataset(torch.utils.data.Dataset):
             sw,
             [group.target_names[t] for t in targets],
         )
+
+
+HIDDEN_SHARE = 0.4  # of the metrics of a window chosen to hide some
+
+
+def hide_metrics(values: np.ndarray, share: float, rng: np.random.Generator) -> None:
+    """Hide (NaN) each metric with probability ``HIDDEN_SHARE`` for the whole window, in a
+    ``share`` of the windows [B, W, M], in place; a window keeps at least one metric."""
+    B, _, M = values.shape
+    hide = (rng.random((B, M)) < HIDDEN_SHARE) & (rng.random(B) < share)[:, None]
+    everything = hide.all(axis=1)
+    hide[everything, rng.integers(0, M, int(everything.sum()))] = False
+    values[np.broadcast_to(hide[:, None, :], values.shape)] = np.nan
 
 
 class GroupBatchSampler(Sampler[list[int]]):

@@ -154,3 +154,20 @@ def test_windows_skip_targets_that_are_not_running():
     keys = windows_of(g, 4, 2, 4)
     assert set(keys[:, 0]) == {0}
     assert keys[:, 1].tolist() == [4, 6, 8, 10]
+
+
+def test_hidden_metrics_are_whole_columns_of_a_share_of_windows():
+    from models.anomaly.datamodule import HIDDEN_SHARE, hide_metrics
+
+    values = np.ones((2000, 12, 5), np.float32)
+    hide_metrics(values, 0.3, np.random.default_rng(1))
+    hidden = np.isnan(values)
+    assert (hidden.all(axis=1) == hidden.any(axis=1)).all()  # a metric goes for the window
+    columns = hidden.all(axis=1)
+    touched = columns.any(axis=1)
+    assert 0.2 < touched.mean() < 0.3  # 0.3 chosen, minus those that drew no metric
+    assert (~columns).any(axis=1).all()  # every window keeps a metric
+    assert abs(columns[touched].mean() - HIDDEN_SHARE) < 0.1
+    untouched = np.ones((4, 12, 5), np.float32)
+    hide_metrics(untouched, 0.0, np.random.default_rng(1))
+    assert not np.isnan(untouched).any()
