@@ -113,6 +113,47 @@ def test_the_alarm_levels_page_shows_the_novelty_fit_and_tries_a_level(
     assert bad.status_code == 400 and "novelty: a number" in bad.content.decode()
 
 
+def test_admins_set_a_novelty_level_for_a_cluster_and_only_its_targets_alarm_at_it(
+    quiet_fleet, anomaly_artefact, tmp_path, settings, admin_client, operator_client
+):
+    from django.urls import reverse
+
+    from webapp.detection.models import AnomalyThreshold
+    from webapp.core.models import AuditEvent
+
+    version = promote_artefact("anomaly", _never_alarming(anomaly_artefact, tmp_path))
+    now_ms = int(time.time() * 1000) // 60_000 * 60_000
+    novelty.fit(version.pk, hours=2, every=EVERY, now_ms=now_ms)
+    settings.TELLTALE_NOVELTY_LEVEL = 100  # the fleet: only the most novel windows alarm
+    first, second = Node.objects.order_by("name")[:2]
+    Node.objects.filter(pk=second.pk).update(cluster="batch")  # two clusters of one node each
+    cluster = first.cluster
+    assert cluster != "batch" and all(node.instances.exists() for node in (first, second))
+    form = {"signal": "novelty", "level": "vm", "cluster": cluster, "value": "1", "reason": "t"}
+    assert operator_client.post(reverse("alarm_levels"), form).status_code == 403
+    assert admin_client.post(reverse("alarm_levels"), form).status_code == 302
+    row = AnomalyThreshold.objects.get()
+    assert (row.signal, row.level, row.cluster, row.value) == ("novelty", "vm", cluster, 1.0)
+    assert AuditEvent.objects.filter(action="anomaly.novelty_level").exists()
+    # The score's own levels are untouched by it.
+    assert scoring.alarm_levels(scoring._load(version.artefact_path)).clusters == {}
+    counts = scoring.score_fleet(now_ms)
+    anomalies = list(Anomaly.objects.select_related("instance__node"))
+    assert anomalies and counts["anomalous"] >= len(anomalies)
+    assert {a.instance.node.cluster for a in anomalies} == {cluster}
+    page = admin_client.get(reverse("alarm_levels"), {"novelty": "5", "novelty_cluster": cluster})
+    body = page.content.decode()
+    assert 'data-novelty-clusters="vm"' in body and 'data-field="novelty-in-force-vm"' in body
+    assert '>in force</th><td class="num">1.0</td>' in body
+    bad = admin_client.post(reverse("alarm_levels"), {**form, "cluster": "nowhere"})
+    assert bad.status_code == 400 and "cluster: no node" in bad.content.decode()
+    bad = admin_client.post(reverse("alarm_levels"), {**form, "signal": "loudness"})
+    assert bad.status_code == 400 and "signal:" in bad.content.decode()
+    # Blank: back to the fleet's (here the setting's).
+    admin_client.post(reverse("alarm_levels"), {**form, "value": ""})
+    assert not AnomalyThreshold.objects.exists()
+
+
 def test_operators_refit_from_the_command_line(quiet_fleet, anomaly_artefact):
     from io import StringIO
 

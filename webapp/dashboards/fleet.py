@@ -233,7 +233,13 @@ def charts_for(chart_defs, tr, regions=None):
         for m, _, _, series in chart_defs
         if m == ANOMALY_SCORE and not isinstance(series, DerivedChart)
     }
-    levels.update({m: _novelty_level() for m, _, _, series in chart_defs if m == ANOMALY_NOVELTY})
+    levels.update(
+        {
+            m: _novelty_level(series[0])
+            for m, _, _, series in chart_defs
+            if m == ANOMALY_NOVELTY and not isinstance(series, DerivedChart)
+        }
+    )
     key = (
         tuple((m, title, unit, _lines_key(series)) for m, title, unit, series in chart_defs),
         panelcache.range_key(tr),
@@ -255,10 +261,16 @@ ANOMALY_SCORE = "telltale_anomaly_score"
 ANOMALY_NOVELTY = "telltale_anomaly_novelty"
 
 
-def _novelty_level() -> float | None:
-    from django.conf import settings
+def _novelty_level(series: Series) -> float | None:
+    """The novelty level a novelty series' target is held to (None: novelty alarms off)."""
+    from webapp.detection.novelty import levels
 
-    return float(settings.TELLTALE_NOVELTY_LEVEL) or None  # 0: novelty alarms are off
+    in_force = levels()
+    if in_force is None:
+        return None
+    return in_force.value(
+        series.labels.get("level", ""), series.node.cluster if series.node_id else ""
+    )
 
 
 def _alarm_level(series: Series) -> float | None:

@@ -75,7 +75,12 @@ class AnomalyThreshold(models.Model):
     without either, the promoted version's own threshold applies."""
 
     LEVELS = [("vm", "instances"), ("host", "nodes")]
+    # What the level applies to: the model's score, or novelty (``webapp.detection.novelty``,
+    # whose fleet default is TELLTALE_NOVELTY_LEVEL).
+    SCORE, NOVELTY = "score", "novelty"
+    SIGNALS = [(SCORE, "anomaly score"), (NOVELTY, "novelty")]
 
+    signal = models.CharField(max_length=8, choices=SIGNALS, default=SCORE)
     level = models.CharField(max_length=8, choices=LEVELS)
     cluster = models.CharField(
         max_length=100, blank=True, help_text="the nodes' cluster; blank: the whole fleet"
@@ -88,9 +93,11 @@ class AnomalyThreshold(models.Model):
     set_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["level", "cluster"]
+        ordering = ["signal", "level", "cluster"]
         constraints = [
-            models.UniqueConstraint(fields=["level", "cluster"], name="one_level_per_cluster")
+            models.UniqueConstraint(
+                fields=["signal", "level", "cluster"], name="one_level_per_signal_and_cluster"
+            )
         ]
 
     def __str__(self) -> str:

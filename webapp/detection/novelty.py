@@ -15,7 +15,7 @@ from django.conf import settings
 from models.anomaly.novelty import FleetNovelty
 from models.anomaly.postprocess import Thresholds
 from webapp.detection import services, versions
-from webapp.detection.models import ModelVersion, NoveltyCalibration
+from webapp.detection.models import AnomalyThreshold, ModelVersion, NoveltyCalibration
 from webapp.telemetry.models import Instance, Node
 
 SAMPLE_EVERY = timedelta(minutes=15)
@@ -78,7 +78,18 @@ def in_force(version) -> dict:
     }
 
 
-def levels() -> Thresholds | None:
-    """The novelty level every level alarms at; None when novelty alarms are off."""
-    level = float(settings.TELLTALE_NOVELTY_LEVEL)
-    return Thresholds(default=level) if level > 0 else None
+def levels():
+    """The novelty levels windows alarm at (``scoring.AlarmLevels``), per level and cluster:
+    an admin's (``AnomalyThreshold`` of signal novelty), else TELLTALE_NOVELTY_LEVEL; None
+    when novelty alarms are off (the setting is 0)."""
+    from webapp.detection.scoring import AlarmLevels
+
+    default = float(settings.TELLTALE_NOVELTY_LEVEL)
+    if default <= 0:
+        return None
+    chosen = AnomalyThreshold.objects.filter(signal=AnomalyThreshold.NOVELTY).values_list(
+        "level", "cluster", "value"
+    )
+    fleet = {level: value for level, cluster, value in chosen if not cluster}
+    clusters = {(level, cluster): value for level, cluster, value in chosen if cluster}
+    return AlarmLevels(Thresholds(default, fleet), clusters)

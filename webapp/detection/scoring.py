@@ -73,7 +73,9 @@ class AlarmLevels:
 
 def chosen_levels(own: dict[str, float], default: float) -> AlarmLevels:
     """The admins' levels (``AnomalyThreshold``) over a version's ``own`` per level."""
-    chosen = AnomalyThreshold.objects.values_list("level", "cluster", "value")
+    chosen = AnomalyThreshold.objects.filter(signal=AnomalyThreshold.SCORE).values_list(
+        "level", "cluster", "value"
+    )
     fleet = {**own, **{level: value for level, cluster, value in chosen if not cluster}}
     clusters = {(level, cluster): value for level, cluster, value in chosen if cluster}
     return AlarmLevels(Thresholds(default, fleet), clusters)
@@ -109,8 +111,7 @@ def score_at_levels(
     for window in windows:
         groups[clusters[window.target]].append(window)
     novelty_levels = novelty_module.levels()
-    if novelty_levels is None:  # off: the score is still computed and charted, never alarms
-        novelty_levels = Thresholds(default=float("inf"))
+    never = Thresholds(default=float("inf"))  # novelty off: still computed and charted
     settling = {
         w.target for w in windows if history_share(w, detector.step_seconds) < WARM_UP_SHARE
     }
@@ -122,7 +123,7 @@ def score_at_levels(
             explain=explain,
             thresholds=levels.thresholds(cluster),
             novelty=novelty,
-            novelty_levels=novelty_levels,
+            novelty_levels=novelty_levels.thresholds(cluster) if novelty_levels else never,
         )
     ]
 

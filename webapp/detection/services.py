@@ -52,35 +52,46 @@ def check_alarm_level(value: float, field: str = "value") -> float:
 
 @transaction.atomic
 def set_anomaly_threshold(
-    level: str, value: float | None, actor=None, reason: str = "", cluster: str = ""
+    level: str,
+    value: float | None,
+    actor=None,
+    reason: str = "",
+    cluster: str = "",
+    signal: str = AnomalyThreshold.SCORE,
 ) -> AnomalyThreshold | None:
-    """The alarm level of ``level``'s calibrated scores (in ``cluster``, or the whole fleet)
-    from the next scoring round on; None goes back to the fleet's level, or for the fleet
-    to the promoted version's own."""
+    """The alarm level of ``level``'s calibrated scores, or of their novelty (``signal``),
+    in ``cluster`` or the whole fleet, from the next scoring round on; None goes back to the
+    fleet's level, or for the fleet to the promoted version's own (novelty:
+    TELLTALE_NOVELTY_LEVEL)."""
     levels = dict(AnomalyThreshold.LEVELS)
     if level not in levels:
         raise ValueError(f"level must be one of {', '.join(levels)}")
+    if signal not in dict(AnomalyThreshold.SIGNALS):
+        raise ValueError("signal must be score or novelty")
     cluster = cluster.strip()
     if len(cluster) > 100:
         raise ValueError("cluster: at most 100 characters")
     current = (
-        AnomalyThreshold.objects.select_for_update().filter(level=level, cluster=cluster).first()
+        AnomalyThreshold.objects.select_for_update()
+        .filter(signal=signal, level=level, cluster=cluster)
+        .first()
     )
     before = current.value if current else None
     target = f"{level} in {cluster}" if cluster else level
+    action = "anomaly.threshold" if signal == AnomalyThreshold.SCORE else "anomaly.novelty_level"
     if value is None:
         if current is not None:
             current.delete()
-        audit(actor, "anomaly.threshold", target, before=before, after=None, reason=reason)
+        audit(actor, action, target, before=before, after=None, reason=reason)
         return None
     check_alarm_level(value)
-    row = current or AnomalyThreshold(level=level, cluster=cluster)
+    row = current or AnomalyThreshold(signal=signal, level=level, cluster=cluster)
     row.value = float(value)
     row.reason = reason.strip()[:300]
     row.set_by = actor if getattr(actor, "pk", None) else None
     row.set_at = timezone.now()
     row.save()
-    audit(actor, "anomaly.threshold", target, before=before, after=row.value, reason=reason)
+    audit(actor, action, target, before=before, after=row.value, reason=reason)
     return row
 
 

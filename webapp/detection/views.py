@@ -164,9 +164,12 @@ def alarm_levels(request):
             return redirect("alarm_levels")
         level = request.POST.get("level", "")
         cluster = request.POST.get("cluster", "").strip()
+        signal = request.POST.get("signal", AnomalyThreshold.SCORE)
         try:
             if level not in dict(AnomalyThreshold.LEVELS):
                 raise ValueError("level: instances (vm) or nodes (host)")
+            if signal not in dict(AnomalyThreshold.SIGNALS):
+                raise ValueError("signal: score or novelty")
             if cluster and cluster not in clusters:
                 raise ValueError(f"cluster: no node is in a cluster named {cluster[:100]!r}")
             value = _level_value(request.POST.get("value", ""), "value")
@@ -176,19 +179,13 @@ def alarm_levels(request):
                 actor=request.user,
                 reason=request.POST.get("reason", ""),
                 cluster=cluster,
+                signal=signal,
             )
         except ValueError as exc:
             errors.append(str(exc))
             status = 400
         else:
-            where = dict(AnomalyThreshold.LEVELS)[level] + (f" in {cluster}" if cluster else "")
-            fallback = "the fleet's level" if cluster else "the promoted version's own level"
-            messages.success(
-                request,
-                f"Anomalies on {where} now alarm at {value:g}."
-                if value is not None
-                else f"Anomalies on {where} alarm at {fallback} again.",
-            )
+            messages.success(request, _level_message(level, cluster, signal, value))
             return redirect("alarm_levels")
     chosen = list(AnomalyThreshold.objects.select_related("set_by"))
     rows = []
@@ -225,7 +222,7 @@ def alarm_levels(request):
                 else None,
             }
         )
-    novelty_rows, novelty_tried = _novelty_rows(request, version, errors)
+    novelty_rows, novelty_tried = _novelty_rows(request, version, errors, clusters)
     if novelty_tried is False:
         status = 400
     return render(
@@ -247,11 +244,28 @@ def alarm_levels(request):
     )
 
 
-def _novelty_rows(request, version, errors: list[str]) -> tuple[list[dict], float | bool | None]:
+def _level_message(level: str, cluster: str, signal: str, value: float | None) -> str:
+    where = dict(AnomalyThreshold.LEVELS)[level] + (f" in {cluster}" if cluster else "")
+    if signal == AnomalyThreshold.NOVELTY:
+        fallback = "the fleet's novelty level" if cluster else "TELLTALE_NOVELTY_LEVEL"
+        if value is None:
+            return f"Novelty on {where} alarms at {fallback} again."
+        return f"Novelty on {where} now alarms at {value:g}."
+    fallback = "the fleet's level" if cluster else "the promoted version's own level"
+    if value is None:
+        return f"Anomalies on {where} alarm at {fallback} again."
+    return f"Anomalies on {where} now alarm at {value:g}."
+
+
+def _novelty_rows(
+    request, version, errors: list[str], clusters: list[str]
+) -> tuple[list[dict], float | bool | None]:
     """Per level: the promoted version's novelty calibration (when fitted, on how many
-    targets, how many active ones it does not know yet) and what the novelty level in force,
-    and one tried (GET ?novelty=), would have raised on the stored novelty of the last day.
-    The second value is the tried level, or False where it was refused."""
+    targets, how many active ones it does not know yet), the novelty levels in force (the
+    fleet's and the clusters' an admin set), and what the level in force, and one tried
+    (GET ?novelty=, on the fleet or ?novelty_cluster=), would have raised on the stored
+    novelty of the last day. The second value is the tried level, or False where it or its
+    cluster was refused."""
     from webapp.detection.scoring import targets as active_targets
 
     if version is None:
@@ -261,16 +275,23 @@ def _novelty_rows(request, version, errors: list[str]) -> tuple[list[dict], floa
     except ValueError as exc:
         errors.append(str(exc))
         tried = False
+    scope = request.GET.get("novelty_cluster", "").strip()
+    if scope and scope not in clusters:
+        errors.append(f"novelty_cluster: no node is in a cluster named {scope[:100]!r}")
+        tried, scope = False, ""
     fits = {r.level: r for r in NoveltyCalibration.objects.filter(version=version)}
-    level_in_force = novelty.levels()
+    in_force = novelty.levels()
+    chosen = list(
+        AnomalyThreshold.objects.filter(signal=AnomalyThreshold.NOVELTY).select_related("set_by")
+    )
     rows = []
     for level, name in AnomalyThreshold.LEVELS:
         fit = fits.get(level)
         known = set(fit.data.get("scales", {})) if fit else set()
         active = {t.name for t in active_targets(level, timezone.now())}
         compare = {}
-        if level_in_force is not None:
-            compare["in force"] = level_in_force.default
+        if in_force is not None:
+            compare["in force"] = in_force.value(level, scope)
         if tried:
             compare["tried"] = tried
         rows.append(
@@ -278,9 +299,15 @@ def _novelty_rows(request, version, errors: list[str]) -> tuple[list[dict], floa
                 "level": level,
                 "name": name,
                 "fit": fit,
+                "in_force": in_force.value(level) if in_force is not None else None,
+                "fleet": next((t for t in chosen if t.level == level and not t.cluster), None),
+                "clusters": [t for t in chosen if t.level == level and t.cluster],
                 "not_known": len(active - known),
                 "active": len(active),
-                "backtest": sensitivity.backtest(level, compare, metric=sensitivity.NOVELTY_METRIC)
+                "scope": scope,
+                "backtest": sensitivity.backtest(
+                    level, compare, cluster=scope or None, metric=sensitivity.NOVELTY_METRIC
+                )
                 if compare and fit
                 else None,
             }
