@@ -118,8 +118,8 @@ def test_admins_set_a_novelty_level_for_a_cluster_and_only_its_targets_alarm_at_
 ):
     from django.urls import reverse
 
-    from webapp.detection.models import AnomalyThreshold
     from webapp.core.models import AuditEvent
+    from webapp.detection.models import AnomalyThreshold
 
     version = promote_artefact("anomaly", _never_alarming(anomaly_artefact, tmp_path))
     now_ms = int(time.time() * 1000) // 60_000 * 60_000
