@@ -133,3 +133,25 @@ def test_novelty_alarms_where_no_learnt_scenario_explains_the_window(artefact, s
     det.expected_classes = list(det.classes)
     known = det.score([w], novelty=fleet, thresholds=never)[0]
     assert not known.novel and not known.is_anomalous and known.novelty == 100.0
+
+
+def test_training_hides_metrics_of_some_windows_while_fitting_only(tmp_path, monkeypatch):
+    """The served training hides metrics in a share of its windows (fleets send what their
+    exporters give); the error scale is then computed on the windows as they are."""
+    from models.anomaly import datamodule
+
+    assert TrainConfig().model.metric_dropout == 0.3
+    calls = []
+
+    def spy(values, share, rng):
+        calls.append(share)
+
+    monkeypatch.setattr(datamodule, "hide_metrics", spy)
+    model = ModelConfig(fast_dev_run=True, d_model=16, ff=32, batch_size=64, metric_dropout=0.5)
+    train(TrainConfig.quick(out_dir=str(tmp_path), model=model, test_seed=424242))
+    assert calls and set(calls) == {0.5}
+    assert len(calls) == 1  # the one fitting batch; the error scale reads windows as they are
+    fitted = len(calls)
+    model.metric_dropout = 0.0
+    train(TrainConfig.quick(out_dir=str(tmp_path / "plain"), model=model, test_seed=424242))
+    assert len(calls) == fitted  # no hiding without it
