@@ -144,6 +144,7 @@ def test_admins_set_a_novelty_level_for_a_cluster_and_only_its_targets_alarm_at_
     page = admin_client.get(reverse("alarm_levels"), {"novelty": "5", "novelty_cluster": cluster})
     body = page.content.decode()
     assert 'data-novelty-clusters="vm"' in body
+    assert 'data-clusters="vm"' not in body  # not a level of the score
     assert 'data-field="novelty-in-force-vm"><strong>100.0</strong>' in body
     assert '>in force</th><td class="num">1.0</td>' in body
     bad = admin_client.post(reverse("alarm_levels"), {**form, "cluster": "nowhere"})

@@ -187,7 +187,9 @@ def alarm_levels(request):
         else:
             messages.success(request, _level_message(level, cluster, signal, value))
             return redirect("alarm_levels")
-    chosen = list(AnomalyThreshold.objects.select_related("set_by"))
+    chosen = list(
+        AnomalyThreshold.objects.filter(signal=AnomalyThreshold.SCORE).select_related("set_by")
+    )
     rows = []
     for level, name in AnomalyThreshold.LEVELS:
         tried = None
