@@ -211,6 +211,10 @@ def test_a_node_exporter_hosts_charts_are_what_the_models_read_not_its_raw_count
     assert trace.name == "derived from node_exporter"
     drawn = [v for v in trace.y if v is not None]
     assert drawn and all(abs(v - 0.25) < 1e-3 for v in drawn)
+    # Over a week it would read raw counters for days: the chart says so instead.
+    week = viewer_client.get(reverse("node_detail", args=["ne-1"]), {"range": "7d"})
+    cpu = go.Figure(dict(week.context["figures"])["host_cpu_utilization_ratio"])
+    assert not cpu.data and "drawn for ranges up to 2 days" in cpu.layout.title.text
 
 
 def test_an_anomalys_page_charts_its_top_metric_first_even_when_derived(viewer_client, store):

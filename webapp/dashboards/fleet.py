@@ -332,9 +332,9 @@ def _derived_lines(chart_defs, tr) -> dict:
     from webapp.dashboards.charts import Line, plot_values
     from webapp.detection.windows import grid, metric_windows
 
-    wanted: dict[tuple[str, int], list[tuple[str, str]]] = defaultdict(list)
     if tr.end_ms - tr.start_ms > DERIVED_MAX_RANGE_MS:
         return {}
+    wanted: dict[tuple[str, int], list[tuple[str, str]]] = defaultdict(list)
     for metric, _, _, series in chart_defs:
         if isinstance(series, DerivedChart):
             wanted[(series.level, series.target_id)].append((metric, series.origin))

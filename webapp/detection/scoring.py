@@ -112,9 +112,7 @@ def score_at_levels(
         groups[clusters[window.target]].append(window)
     novelty_levels = novelty_module.levels()
     never = Thresholds(default=float("inf"))  # novelty off: still computed and charted
-    settling = {
-        w.target for w in windows if history_share(w, detector.step_seconds) < WARM_UP_SHARE
-    }
+    settling = warming_up(windows, detector.step_seconds)
     return [
         replace(score, is_anomalous=False, novel=False) if score.target in settling else score
         for cluster, part in groups.items()
@@ -134,6 +132,12 @@ def score_at_levels(
 # starts to log looks. The demo's own node (about 12,000 log lines an hour) scored 100 with
 # 7 minutes of history and 47 with 10, and 8 with its log lines left out.
 WARM_UP_SHARE = 0.5
+
+
+def warming_up(windows, step_seconds: int) -> set[str]:
+    """The targets of ``windows`` too new to alarm: their telemetry fills less than
+    ``WARM_UP_SHARE`` of the window."""
+    return {w.target for w in windows if history_share(w, step_seconds) < WARM_UP_SHARE}
 
 
 def history_share(window, step_seconds: int) -> float:
@@ -205,9 +209,7 @@ def score_fleet(now_ms: int | None = None) -> dict:
         scorable = with_data(windows)
         counts["without_data"] += len(windows) - len(scorable)
         windows = scorable
-        counts["warming_up"] += sum(
-            history_share(w, detector.step_seconds) < WARM_UP_SHARE for w in windows
-        )
+        counts["warming_up"] += len(warming_up(windows, detector.step_seconds))
         scores = score_at_levels(detector, level, rows, windows, levels, novelty=novelty)
         by_name = {r.name: r for r in rows}
         for score in scores:
