@@ -244,6 +244,10 @@ def merge_attributions(
 ) -> list[tuple[str, float]]:
     """Weighted sum of ranked share lists -> one ranked list; shares are fractions of the
     total, so the cut list sums to at most 1."""
+    if parts and float(sum(weights)) <= 0:
+        # Windows flagged at a level of 0 can all score 0 (none rarer than calibration's
+        # least): they still say what moved, each as much as the others.
+        weights = [1.0] * len(parts)
     total: dict[str, float] = {}
     for items, w in zip(parts, weights, strict=True):
         for name, share in items:

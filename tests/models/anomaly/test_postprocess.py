@@ -147,6 +147,12 @@ def test_merge_events_orders_by_time_and_reports_peak():
     assert events[0].peak == 90.0 and events[0].peak_time == 100.0 and events[0].n_points == 3
 
 
+def test_merge_attributions_of_windows_that_all_scored_0_weighs_them_equally():
+    merged = merge_attributions([[("cpu", 1.0)], [("cpu", 0.5), ("disk", 0.5)]], [0.0, 0.0])
+    assert merged == [("cpu", 0.75), ("disk", 0.25)]
+    assert merge_attributions([], []) == []
+
+
 def test_merge_attributions_weights_and_normalises():
     merged = merge_attributions(
         [[("cpu", 0.8), ("disk", 0.2)], [("disk", 1.0)]], weights=[1.0, 3.0]
