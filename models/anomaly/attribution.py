@@ -24,7 +24,7 @@ from torch import nn
 
 from models.anomaly.datamodule import Batch
 from models.anomaly.logmining import TemplateTable
-from models.anomaly.module import DEFAULT_TOPK, forecast_errors, raw_scores
+from models.anomaly.module import DEFAULT_TOPK, raw_scores, scaled_forecast_errors
 
 
 def history_reference(x: torch.Tensor) -> torch.Tensor:
@@ -112,9 +112,7 @@ def attribute(
                 model = (g * (x - history_reference(x))).abs().sum(dim=(1, 3)).detach().numpy()
                 metric_part = blend_with_change(model, x.detach().numpy())
         else:
-            err = forecast_errors(out, probe, net.patch_steps).detach()
-            if err_scale is not None:
-                err = err / err_scale
+            err = scaled_forecast_errors(out, probe, net.patch_steps, err_scale).detach()
             metric_part = blend_with_change(err.numpy(), x.detach().numpy())
 
     template_part: list[dict[int, float]] = [{} for _ in range(B)]

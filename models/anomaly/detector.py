@@ -70,7 +70,7 @@ from models.anomaly.components import ContextEncoder
 from models.anomaly.datamodule import Batch, WindowShape, assemble
 from models.anomaly.features import FeatureSpec, SeriesGroup
 from models.anomaly.logmining import LogMiner, TemplateTable
-from models.anomaly.module import DEFAULT_TOPK, raw_scores
+from models.anomaly.module import DEFAULT_TOPK, raw_scores, scaled_forecast_errors, top_errors
 from models.anomaly.novelty import EXPECTED_CLASSES, NOVEL_SCENARIO, NOVELTY_LEVEL, FleetNovelty
 from models.anomaly.postprocess import (
     Calibrator,
@@ -115,6 +115,7 @@ class WindowScore:
     # Novelty (``models.anomaly.novelty``): the forecast error, and its calibration on the
     # fleet's own windows where one was passed in and the target is known to it.
     novelty_raw: float | None = None
+    novelty_errors: tuple[float, ...] | None = None  # each metric's forecast error
     novelty: float | None = None
     novel: bool = False  # alarmed on novelty alone: no learnt scenario explains the window
 
@@ -297,19 +298,13 @@ class AnomalyDetector:
             res = {"raw": raw.numpy().astype(np.float64)}
             if self.mode == "supervised" and self.err_scale.get(batch.group) is not None:
                 # The forecast branch's error, as in an unlabelled model: how unlike the
-                # training windows the last patch is, whatever the labelled heads learnt.
-                res["novelty"] = (
-                    raw_scores(
-                        out,
-                        batch,
-                        "forecast",
-                        self.shape.patch_steps,
-                        self._scale(batch.group, batch.targets),
-                        self.topk,
-                    )
-                    .numpy()
-                    .astype(np.float64)
+                # training windows the last patch is, whatever the labelled heads learnt;
+                # and each metric's, which novelty judges against each metric's usual.
+                err = scaled_forecast_errors(
+                    out, batch, self.shape.patch_steps, self._scale(batch.group, batch.targets)
                 )
+                res["novelty"] = top_errors(err, self.topk).numpy().astype(np.float64)
+                res["novelty_errors"] = err.numpy().astype(np.float64)
             if "scenario" in out:
                 res["scenario"] = torch.softmax(out["scenario"], -1).numpy()
         return res
@@ -443,11 +438,12 @@ class AnomalyDetector:
                 flag = cal >= thresholds.for_group(level)
                 scen = res.get("scenario")
                 nov_raw = res.get("novelty")
+                nov_err = res.get("novelty_errors")
                 nov = [None] * len(part)
                 novel = np.zeros(len(part), dtype=bool)
                 fleet = novelty.get(level)
                 if nov_raw is not None and fleet is not None:
-                    nov = fleet.score_many([windows[i].target for i in part], nov_raw)
+                    nov = fleet.score_many([windows[i].target for i in part], nov_raw, nov_err)
                     at = novelty_levels.for_group(level)
                     novel = np.array([v is not None and v >= at for v in nov]) & ~flag
                     if scen is not None and expected.any():
@@ -463,7 +459,14 @@ class AnomalyDetector:
                     if not explain_idx:
                         continue
                     sub = _select(batch, explain_idx)
-                    scale = self._scale(level, [windows[part[j]].target for j in explain_idx])
+                    chosen_targets = [windows[part[j]].target for j in explain_idx]
+                    scale = self._scale(level, chosen_targets)
+                    if mode == "forecast" and fleet is not None and fleet.metric_scales:
+                        # Rank what the target forecast worst against its own usual.
+                        usual = fleet.usual(chosen_targets)
+                        scale = torch.as_tensor(
+                            np.nan_to_num(usual, nan=1.0), dtype=torch.float32
+                        ) * (1.0 if scale is None else scale)
                     pairs = attribute(self.net, sub, mode, names, self.table, scale, self.topk)
                     attr.update(zip(explain_idx, pairs, strict=True))
                 for j, i in enumerate(part):
@@ -485,6 +488,7 @@ class AnomalyDetector:
                         metrics=m,
                         templates=t,
                         novelty_raw=None if nov_raw is None else float(nov_raw[j]),
+                        novelty_errors=None if nov_err is None else tuple(nov_err[j].tolist()),
                         novelty=nov[j],
                         novel=bool(novel[j]),
                     )

@@ -114,8 +114,20 @@ def raw_scores(
     metric dominates."""
     if mode == "supervised":
         return out["anomaly"]
+    return top_errors(scaled_forecast_errors(out, batch, patch_steps, err_scale), topk)
+
+
+def scaled_forecast_errors(
+    out: dict[str, torch.Tensor],
+    batch: Batch,
+    patch_steps: int,
+    err_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``forecast_errors`` [B, M], each divided by ``err_scale`` where given."""
     err = forecast_errors(out, batch, patch_steps)
-    if err_scale is not None:
-        err = err / err_scale
-    k = min(topk, err.shape[1])
-    return err.topk(k, dim=1).values.mean(1)
+    return err if err_scale is None else err / err_scale
+
+
+def top_errors(err: torch.Tensor, topk: int = DEFAULT_TOPK) -> torch.Tensor:
+    """The mean of each window's ``topk`` largest per-metric errors [B]."""
+    return err.topk(min(topk, err.shape[1]), dim=1).values.mean(1)

@@ -10,6 +10,15 @@ time. So the error is first divided by the target's own typical error (the media
 recent windows), then calibrated over the whole fleet's recent windows, unlabelled, with
 the excursion-declustered ``Calibrator``: an incident in the calibration part counts once.
 
+Fitted on each metric's error (``errors`` of ``[windows, metrics]``), the usual error is
+kept per target *and metric*, and a window's novelty is its largest ratio of a metric's
+error to that metric's usual one. One usual error per target let a single metric that is
+always forecast badly hide every other: a VM whose virtual NICs send 0 bytes/s, which no
+training fleet does, had a usual error hundreds of times the fleet's, and a CPU load on it
+changed nothing (docs/anomaly.md, "Novelty"). A metric's usual error is never taken below
+the fleet's median for that metric, so a metric a target happens to forecast perfectly
+does not make it hair-triggered.
+
 A target with fewer than ``MIN_WINDOWS`` recent windows has no novelty score until the next
 fit: its usual error is not known yet.
 """
@@ -37,54 +46,92 @@ EXPECTED_CLASSES = frozenset([*CATALOGUE.names("deceptive"), "expected"])
 
 @dataclass
 class FleetNovelty:
-    """One level's novelty calibration: each target's usual error and the calibrator of the
-    errors divided by it."""
+    """One level's novelty calibration: each target's usual error (per metric where fitted
+    on each metric's error) and the calibrator of the errors divided by it."""
 
     calibrator: Calibrator
     scales: dict[str, float] = field(default_factory=dict)
     windows: int = 0
+    # target -> each metric's usual error, floored at the fleet's; empty for a fit on one
+    # error per window (and for calibrations stored before 2026-12-01).
+    metric_scales: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
     def fit(cls, raw_by_target: dict[str, np.ndarray]) -> FleetNovelty:
-        """``raw_by_target``: each target's forecast errors in time order (NaN where a window
-        is missing, which ends an excursion)."""
-        scales: dict[str, float] = {}
-        values, series = [], []
-        for i, (target, raw) in enumerate(sorted(raw_by_target.items())):
+        """``raw_by_target``: each target's forecast errors in time order, one per window
+        ``[N]`` or one per metric and window ``[N, M]`` (NaN where a window is missing,
+        which ends an excursion)."""
+        known = {}
+        for target, raw in sorted(raw_by_target.items()):
             raw = np.asarray(raw, dtype=np.float64)
-            finite = raw[np.isfinite(raw)]
-            if len(finite) < MIN_WINDOWS:
-                continue
-            scale = max(float(np.median(finite)), SCALE_FLOOR)
-            scales[target] = scale
-            values.append(raw / scale)
-            series.append(np.full(len(raw), i, np.int64))
-        if not scales:
+            rows = np.isfinite(raw) if raw.ndim == 1 else np.isfinite(raw).all(axis=1)
+            if rows.sum() >= MIN_WINDOWS:
+                known[target] = np.where(rows if raw.ndim == 1 else rows[:, None], raw, np.nan)
+        if not known:
             raise ValueError(
                 f"novelty calibration needs a target with at least {MIN_WINDOWS} windows"
             )
-        raw = np.concatenate(values)
-        return cls(Calibrator.fit(raw, np.concatenate(series)), scales, int(np.isfinite(raw).sum()))
+        dims = {raw.ndim for raw in known.values()}
+        if len(dims) > 1 or (dims == {2} and len({r.shape[1] for r in known.values()}) > 1):
+            raise ValueError("novelty errors must all be [N] or all [N, M] with one M")
+        if dims == {1}:
+            scales = {t: max(float(np.nanmedian(r)), SCALE_FLOOR) for t, r in known.items()}
+            ratios = {t: r / scales[t] for t, r in known.items()}
+            metric_scales: dict[str, list[float]] = {}
+        else:
+            metric_scales = _metric_scales(known)
+            ratios = {t: _largest_ratio(r, np.asarray(metric_scales[t])) for t, r in known.items()}
+            scales = {t: max(float(np.nanmedian(r.max(axis=1))), 0.0) for t, r in known.items()}
+        values = np.concatenate(list(ratios.values()))
+        series = np.concatenate(
+            [np.full(len(r), i, np.int64) for i, r in enumerate(ratios.values())]
+        )
+        return cls(
+            Calibrator.fit(values, series), scales, int(np.isfinite(values).sum()), metric_scales
+        )
 
-    def score(self, target: str, raw: float) -> float | None:
+    def score(self, target: str, raw: float, errors: np.ndarray | None = None) -> float | None:
         """The calibrated novelty (0 to 100) of one window, None for a target not yet known."""
-        return self.score_many([target], np.array([raw]))[0]
+        return self.score_many(
+            [target], np.array([raw]), None if errors is None else np.asarray(errors)[None]
+        )[0]
 
-    def score_many(self, targets: list[str], raw: np.ndarray) -> list[float | None]:
-        """``score`` of many windows in one calibration pass."""
-        scale = np.array([self.scales.get(t, np.nan) for t in targets], dtype=np.float64)
-        ratio = np.asarray(raw, dtype=np.float64) / scale
+    def score_many(
+        self, targets: list[str], raw: np.ndarray, errors: np.ndarray | None = None
+    ) -> list[float | None]:
+        """``score`` of many windows in one calibration pass: ``raw`` their errors [B], and
+        ``errors`` each metric's [B, M], which a per-metric fit needs."""
+        if self.metric_scales:
+            if errors is None:
+                raise ValueError("a per-metric novelty fit scores each metric's error")
+            ratio = _largest_ratio(np.asarray(errors, np.float64), self.usual(targets))
+        else:
+            scale = np.array([self.scales.get(t, np.nan) for t in targets], dtype=np.float64)
+            ratio = np.asarray(raw, dtype=np.float64) / scale
         known = np.isfinite(ratio)
         calibrated = np.full(len(targets), np.nan)
         if known.any():
             calibrated[known] = self.calibrator.transform(ratio[known])
         return [float(v) if ok else None for v, ok in zip(calibrated, known, strict=True)]
 
+    def usual(self, targets: list[str], metrics: int | None = None) -> np.ndarray:
+        """Each target's usual error per metric [B, M] (NaN for a target not known; 1 for
+        every known one of a fit on one error per window, where ``metrics`` gives M)."""
+        if not self.metric_scales:
+            m = metrics or 1
+            return np.array(
+                [np.ones(m) if t in self.scales else np.full(m, np.nan) for t in targets]
+            )
+        m = len(next(iter(self.metric_scales.values())))
+        unknown = [np.nan] * m
+        return np.array([self.metric_scales.get(t, unknown) for t in targets], np.float64)
+
     def as_dict(self) -> dict:
         return {
             "calibrator": self.calibrator.as_dict(),
             "scales": self.scales,
             "windows": self.windows,
+            "metric_scales": self.metric_scales,
         }
 
     @classmethod
@@ -93,4 +140,29 @@ class FleetNovelty:
             Calibrator.from_dict(data["calibrator"]),
             {k: float(v) for k, v in data.get("scales", {}).items()},
             int(data.get("windows", 0)),
+            {k: [float(x) for x in v] for k, v in data.get("metric_scales", {}).items()},
         )
+
+
+def _metric_scales(errors: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Each target's median error per metric, floored at the fleet's median of those (over
+    the targets that send the metric: one not sent has error 0) and at ``SCALE_FLOOR``."""
+    own = {t: np.nanmedian(e, axis=0) for t, e in errors.items()}
+    stacked = np.array(list(own.values()))
+    sent = np.where(stacked > 0, stacked, np.nan)
+    with np.errstate(all="ignore"):
+        fleet = np.nan_to_num(np.nanmedian(sent, axis=0), nan=SCALE_FLOOR)
+    floor = np.maximum(fleet, SCALE_FLOOR)
+    return {t: np.maximum(u, floor).tolist() for t, u in own.items()}
+
+
+def _largest_ratio(errors: np.ndarray, usual: np.ndarray) -> np.ndarray:
+    """Each window's largest ratio of a metric's error to its usual [B] (NaN for a window or
+    target with none)."""
+    if errors.shape[-1] != usual.shape[-1]:
+        raise ValueError(f"{errors.shape[-1]} metric errors against {usual.shape[-1]} usual ones")
+    ratio = errors / usual
+    out = np.full(len(ratio), np.nan)
+    rows = np.isfinite(ratio).all(axis=1)
+    out[rows] = ratio[rows].max(axis=1)
+    return out

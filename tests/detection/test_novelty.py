@@ -45,6 +45,11 @@ def test_novelty_is_fitted_on_each_targets_own_windows(quiet_fleet, anomaly_arte
     assert rows["host"].targets == Node.objects.count()
     assert rows["vm"].windows == 24 * rows["vm"].targets  # every 5 minutes for two hours
     assert set(rows["vm"].data["scales"]) == set(Instance.objects.values_list("name", flat=True))
+    # Each target's usual error of each metric the model reads.
+    vm_metrics = len(scoring._load(version.artefact_path).specs["vm"].metric_names)
+    usual = rows["vm"].data["metric_scales"]
+    assert set(usual) == set(rows["vm"].data["scales"])
+    assert all(len(u) == vm_metrics and min(u) > 0 for u in usual.values())
     # Refitting replaces the fit; it never adds a second one.
     novelty.fit(version.pk, hours=2, every=EVERY)
     assert NoveltyCalibration.objects.filter(version=version).count() == 2

@@ -1,7 +1,7 @@
 """The promoted anomaly model's novelty calibration, fitted on the fleet's own windows
 (``models.anomaly.novelty``): every few hours, the windows of the last day are sampled
-every ``SAMPLE_EVERY`` and each target's forecast error is judged against its own usual
-error. What the scoring rounds read back as ``in_force``."""
+every ``SAMPLE_EVERY`` and each target's forecast error of each metric is judged against
+its own usual error of that metric. What the scoring rounds read back as ``in_force``."""
 
 from __future__ import annotations
 
@@ -51,16 +51,19 @@ def fit(
     for level in ("vm", "host"):
         model = Instance if level == "vm" else Node
         rows = list(model.objects.filter(last_seen__gte=since))
-        raw: dict[str, list[float]] = defaultdict(list)
+        gap = np.full(len(detector.specs[level].metric_names), np.nan)
+        errors: dict[str, list[np.ndarray]] = defaultdict(list)
         for end_ms in range(since_ms + every_ms, until_ms + 1, every_ms):
             windows = with_data(windows_for(detector, level, rows, end_ms))
             scored = {w.target for w in windows}
             for s in detector.score(windows, explain="none") if windows else []:
-                raw[s.target].append(np.nan if s.novelty_raw is None else s.novelty_raw)
+                # Each metric's error: judged against that metric's usual, one metric
+                # always forecast badly does not hide the others.
+                errors[s.target].append(gap if s.novelty_errors is None else s.novelty_errors)
             for name in {r.name for r in rows} - scored:  # a gap ends an excursion
-                raw[name].append(np.nan)
+                errors[name].append(gap)
         try:
-            fleet = FleetNovelty.fit({k: np.asarray(v) for k, v in raw.items()})
+            fleet = FleetNovelty.fit({k: np.asarray(v) for k, v in errors.items()})
         except ValueError as exc:
             out["skipped"][level] = str(exc)
             continue

@@ -71,3 +71,59 @@ def test_names_people_gave_only_to_normal_windows_are_expected():
         LabeledWindow(w, "normal", NOVEL_SCENARIO),
     ]
     assert expected_names(labels) == {"nightly_backup", "deploy"}
+
+
+def _metric_errors(rng, n=96, metrics=3, odd=None):
+    # Each metric's usual error about 0.1; ``odd``: a metric forecast 100 times worse all
+    # the time (a VM whose virtual NICs send 0 bytes/s, which no training fleet did).
+    e = rng.gamma(2.0, 0.05, (n, metrics))
+    if odd is not None:
+        e[:, odd] *= 100
+    return e
+
+
+def test_one_metric_always_forecast_badly_does_not_hide_the_others():
+    rng = np.random.default_rng(4)
+    errors = {f"vm-{i}": _metric_errors(rng) for i in range(6)}
+    errors["lab-vm"] = _metric_errors(rng, odd=0)
+    per_metric = FleetNovelty.fit(errors)
+    one_each = FleetNovelty.fit({t: e.max(axis=1) for t, e in errors.items()})
+    # Its CPU (metric 1) forecast 30 times worse than usual; the odd metric as always.
+    window = np.array([10.0, 3.0, 0.1])
+    assert per_metric.score("lab-vm", window.max(), window) > 90
+    assert one_each.score("lab-vm", window.max()) < 60
+    # Its ordinary windows stay ordinary, and the same jump is novel on any other VM.
+    assert per_metric.score("lab-vm", 10.0, np.array([10.0, 0.1, 0.1])) < 60
+    assert per_metric.score("vm-0", 3.0, np.array([0.1, 3.0, 0.1])) > 90
+
+
+def test_a_metric_a_target_forecasts_perfectly_is_held_to_the_fleets_usual():
+    rng = np.random.default_rng(5)
+    errors = {f"vm-{i}": _metric_errors(rng) for i in range(6)}
+    errors["flat"] = _metric_errors(rng)
+    errors["flat"][:, 2] = 1e-6  # a constant series, forecast exactly
+    fit = FleetNovelty.fit(errors)
+    usual = fit.usual(["flat", "vm-0", "unknown"])
+    # Floored at the fleet's median (about 0.08 here), the lowest any target is held to.
+    assert usual[0, 2] > 0.05 and usual[0, 2] == min(u[2] for u in fit.metric_scales.values())
+    assert np.isnan(usual[2]).all()
+    # An error the fleet calls ordinary on that metric is ordinary for it too.
+    assert fit.score("flat", 0.1, np.array([0.1, 0.1, 0.15])) < 60
+    # A metric a target does not send (error 0 everywhere) does not lower the fleet's floor.
+    errors["vm-5"][:, 1] = 0.0
+    assert FleetNovelty.fit(errors).metric_scales["vm-5"][1] > 0.05
+
+
+def test_a_per_metric_fit_round_trips_and_needs_each_metrics_error():
+    rng = np.random.default_rng(6)
+    fit = FleetNovelty.fit({f"vm-{i}": _metric_errors(rng) for i in range(3)})
+    again = FleetNovelty.from_dict(fit.as_dict())
+    assert again.metric_scales == fit.metric_scales and again.windows == 3 * 96
+    window = np.array([0.2, 0.9, 0.1])
+    assert again.score("vm-1", 0.9, window) == pytest.approx(fit.score("vm-1", 0.9, window))
+    with pytest.raises(ValueError, match="each metric"):
+        fit.score("vm-1", 0.9)
+    with pytest.raises(ValueError, match="metric errors against"):
+        fit.score("vm-1", 0.9, np.ones(4))
+    with pytest.raises(ValueError, match="all"):
+        FleetNovelty.fit({"a": np.ones((20, 3)), "b": np.ones(20)})

@@ -135,6 +135,34 @@ def test_novelty_alarms_where_no_learnt_scenario_explains_the_window(artefact, s
     assert not known.novel and not known.is_anomalous and known.novelty == 100.0
 
 
+def test_per_metric_novelty_names_what_moved_against_the_targets_own_usual(artefact, sim_windows):
+    from models.anomaly.novelty import FleetNovelty
+    from models.anomaly.postprocess import Thresholds
+
+    det = AnomalyDetector.load(artefact.artefact_dir)
+    names = det.specs["vm"].metric_names
+    w = sim_windows[2]
+    err = np.asarray(det.score([w], explain="none")[0].novelty_errors)
+    assert err.shape == (len(names),) and (err >= 0).all()
+    worst = int(err.argmax())
+    # Usually a tenth of this window's error on every metric, but as bad as now on its
+    # worst one: that metric is how this target always is.
+    usual = np.outer(np.linspace(0.9, 1.1, 40), err / 10.0)
+    usual[:, worst] *= 10.0
+    per_metric = {"vm": FleetNovelty.fit({w.target: usual})}
+    one_each = {"vm": FleetNovelty.fit({w.target: usual.max(axis=1)})}
+    never = Thresholds(default=100.0, groups={"vm": 100.0, "host": 100.0})
+    # Against one usual error (its worst metric's), nothing is new; against each metric's,
+    # every other metric is ten times its usual, and the worst is not what it names first.
+    assert not det.score([w], novelty=one_each, thresholds=never)[0].novel
+    s = det.score([w], novelty=per_metric, thresholds=never)[0]
+    assert s.novel and s.novelty == 100.0
+    assert s.metrics and s.metrics[0][0] != names[worst]
+    # Where one usual error is low enough to call the window new, the worst metric leads.
+    low = {"vm": FleetNovelty.fit({w.target: usual.max(axis=1) / 10.0})}
+    assert det.score([w], novelty=low, thresholds=never)[0].metrics[0][0] == names[worst]
+
+
 def test_training_hides_metrics_of_some_windows_while_fitting_only(tmp_path, monkeypatch):
     """The served training hides metrics in a share of its windows (fleets send what their
     exporters give); the error scale is then computed on the windows as they are."""
