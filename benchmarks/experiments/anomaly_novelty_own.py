@@ -112,6 +112,10 @@ def main() -> int:
                 )
                 for p, e in zip(parts, errors, strict=True)
             ]
+            if odd:
+                for name, inside in (("other", False), ("odd", True)):
+                    sep = _separation(parts[0], novelty[0], odd, inside)
+                    print(json.dumps({"seed": seed, "usual": usual, "vms": name, **sep}))
             for level in [float(x) for x in args.levels.split(",")]:
                 combined, alone = [], []
                 for p, nc in zip(parts, novelty, strict=True):
@@ -144,6 +148,26 @@ def _make_odd(vms, n: int) -> set[str]:
         for c in cols:
             vms.values[:, k, c] = np.where(np.isnan(vms.values[:, k, c]), np.nan, 0.0)
     return set(vms.target_names[: min(n, vms.n_targets)])
+
+
+def _separation(s: Scored, novelty: np.ndarray, odd: set[str], inside: bool) -> dict:
+    """How well novelty alone tells the labelled anomalous windows of the VMs in ``odd``
+    (``inside``) or the others from their normal ones: ROC AUC, and the median novelty of
+    each kind."""
+    from sklearn.metrics import roc_auc_score
+
+    keep = np.array([(s.targets[int(k)] in odd) == inside for k in s.keys[:, 0]], dtype=bool)
+    label, nov = s.label[keep], novelty[keep]
+    known = label >= 0
+    label, nov = label[known], nov[known]
+    both = 0 < label.sum() < len(label)
+    return {
+        "anomalous_windows": int(label.sum()),
+        "normal_windows": int((label == 0).sum()),
+        "auc": round(float(roc_auc_score(label, nov)), 4) if both else None,
+        "median_anomalous": round(float(np.median(nov[label == 1])), 2) if both else None,
+        "median_normal": round(float(np.median(nov[label == 0])), 2) if both else None,
+    }
 
 
 def _only(s: Scored, targets: set[str]) -> Scored:
