@@ -81,7 +81,7 @@ class FleetNovelty:
         else:
             metric_scales = _metric_scales(known)
             ratios = {t: _largest_ratio(r, np.asarray(metric_scales[t])) for t, r in known.items()}
-            scales = {t: max(float(np.nanmedian(r.max(axis=1))), 0.0) for t, r in known.items()}
+            scales = {t: float(np.nanmedian(r.max(axis=1))) for t, r in known.items()}
         values = np.concatenate(list(ratios.values()))
         series = np.concatenate(
             [np.full(len(r), i, np.int64) for i, r in enumerate(ratios.values())]
@@ -114,15 +114,10 @@ class FleetNovelty:
             calibrated[known] = self.calibrator.transform(ratio[known])
         return [float(v) if ok else None for v, ok in zip(calibrated, known, strict=True)]
 
-    def usual(self, targets: list[str], metrics: int | None = None) -> np.ndarray:
-        """Each target's usual error per metric [B, M] (NaN for a target not known; 1 for
-        every known one of a fit on one error per window, where ``metrics`` gives M)."""
-        if not self.metric_scales:
-            m = metrics or 1
-            return np.array(
-                [np.ones(m) if t in self.scales else np.full(m, np.nan) for t in targets]
-            )
-        m = len(next(iter(self.metric_scales.values())))
+    def usual(self, targets: list[str]) -> np.ndarray:
+        """Each target's usual error per metric [B, M] of a per-metric fit (a row of NaN for
+        a target not known)."""
+        m = len(next(iter(self.metric_scales.values()), []))
         unknown = [np.nan] * m
         return np.array([self.metric_scales.get(t, unknown) for t in targets], np.float64)
 

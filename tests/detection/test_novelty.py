@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from models.anomaly.detector import AnomalyDetector
 from models.anomaly.novelty import NOVEL_SCENARIO
 from tests.conftest import (
     artefact_alarming_at,
@@ -46,7 +47,7 @@ def test_novelty_is_fitted_on_each_targets_own_windows(quiet_fleet, anomaly_arte
     assert rows["vm"].windows == 24 * rows["vm"].targets  # every 5 minutes for two hours
     assert set(rows["vm"].data["scales"]) == set(Instance.objects.values_list("name", flat=True))
     # Each target's usual error of each metric the model reads.
-    vm_metrics = len(scoring._load(version.artefact_path).specs["vm"].metric_names)
+    vm_metrics = len(AnomalyDetector.load(version.artefact_path).specs["vm"].metric_names)
     usual = rows["vm"].data["metric_scales"]
     assert set(usual) == set(rows["vm"].data["scales"])
     assert all(len(u) == vm_metrics and min(u) > 0 for u in usual.values())
