@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from models.anomaly.detector import AnomalyDetector
-from models.anomaly.novelty import NOVEL_SCENARIO
+from models.anomaly.novelty import NOVEL_SCENARIO, FleetNovelty
 from tests.conftest import (
     artefact_alarming_at,
     backfill_quiet_fleet,
@@ -115,6 +115,16 @@ def test_the_alarm_levels_page_shows_the_novelty_fit_and_tries_a_level(
     assert "Not fitted yet" not in page
     assert 'data-novelty="vm"' in page and 'data-novelty-backtest="host"' in page
     assert '>tried</th><td class="num">1.0</td>' in page
+    # A VM whose usual network error is far beyond the fleet's is listed, worst first.
+    row = NoveltyCalibration.objects.get(version=version, level="vm")
+    fleet = FleetNovelty.from_dict(row.data)
+    odd = sorted(fleet.metric_scales)[0]
+    net = fleet.metric_names.index("vm_network_receive_bytes_per_second")
+    fleet.metric_scales[odd][net] *= 1000
+    NoveltyCalibration.objects.filter(pk=row.pk).update(data=fleet.as_dict())
+    page = viewer_client.get(reverse("alarm_levels")).content.decode()
+    listed = page.split('data-field="forecast-badly">')[1].split("</ul>")[0]
+    assert listed.startswith(f"<li>{odd}: <code>vm_network_receive_bytes_per_second</code>")
     bad = viewer_client.get(reverse("alarm_levels"), {"novelty": "lots"})
     assert bad.status_code == 400 and "novelty: a number" in bad.content.decode()
 

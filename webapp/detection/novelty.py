@@ -64,6 +64,7 @@ def fit(
                 errors[name].append(gap)
         try:
             fleet = FleetNovelty.fit({k: np.asarray(v) for k, v in errors.items()})
+            fleet.metric_names = list(detector.specs[level].metric_names)
         except ValueError as exc:
             out["skipped"][level] = str(exc)
             continue

@@ -127,3 +127,16 @@ def test_a_per_metric_fit_round_trips_and_needs_each_metrics_error():
         fit.score("vm-1", 0.9, np.ones(4))
     with pytest.raises(ValueError, match="all"):
         FleetNovelty.fit({"a": np.ones((20, 3)), "b": np.ones(20)})
+
+
+def test_targets_forecast_badly_as_usual_are_named_with_their_metric():
+    rng = np.random.default_rng(7)
+    errors = {f"vm-{i}": _metric_errors(rng) for i in range(6)}
+    errors["lab-vm"] = _metric_errors(rng, odd=0)
+    fit = FleetNovelty.fit(errors)
+    assert fit.forecast_badly() == [("lab-vm", "metric 0", pytest.approx(100, rel=0.5))]
+    fit.metric_names = ["network_in", "cpu", "memory"]
+    again = FleetNovelty.from_dict(fit.as_dict())
+    assert [row[:2] for row in again.forecast_badly()] == [("lab-vm", "network_in")]
+    # Without per-metric usual errors there is nothing to compare.
+    assert FleetNovelty.fit({t: e.max(axis=1) for t, e in errors.items()}).forecast_badly() == []
