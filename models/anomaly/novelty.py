@@ -36,7 +36,7 @@ MIN_WINDOWS = 16  # four hours of windows sampled every 15 minutes
 SCALE_FLOOR = 1e-3  # a target predicted perfectly would otherwise divide by zero
 NOVEL_SCENARIO = "unrecognised"
 # A target whose usual error on a metric is this many times the fleet's is listed as
-# forecast badly there (lab-vm's network: about 200 times).
+# forecast badly there (lab-vm's network receive rate: about 2,100 times in the demo).
 OUTLIER_FACTOR = 10.0
 # 95 is p = 10^-5.7: one window in about 500,000 of the calibration part's normalised
 # errors, on a pooled and declustered tail (docs/anomaly.md, "Novelty": 90 raised five
