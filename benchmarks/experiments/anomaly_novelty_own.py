@@ -90,8 +90,8 @@ def main() -> int:
             for k in np.unique(s.keys[calib, 0]):
                 sel = calib & (s.keys[:, 0] == k)
                 by_target[s.targets[int(k)]] = err[sel][np.argsort(s.times[sel])]
+            one_each = {t: e.max(axis=1) for t, e in by_target.items()}
             for usual, fitted in fleets.items():
-                one_each = {t: e.max(axis=1) for t, e in by_target.items()}
                 fitted[g.name] = FleetNovelty.fit(by_target if usual == "metric" else one_each)
             p = _part(s, ~calib)
             p.calibrated = det.calibrators[g.name].transform(p.raw)
@@ -114,7 +114,7 @@ def main() -> int:
             ]
             if odd:
                 for name, inside in (("other", False), ("odd", True)):
-                    sep = _separation(parts[0], novelty[0], odd, inside)
+                    sep = _separation(parts[0], novelty[0], odd, inside)  # parts[0]: VMs
                     print(json.dumps({"seed": seed, "usual": usual, "vms": name, **sep}))
             for level in [float(x) for x in args.levels.split(",")]:
                 combined, alone = [], []
@@ -156,7 +156,7 @@ def _separation(s: Scored, novelty: np.ndarray, odd: set[str], inside: bool) -> 
     each kind."""
     from sklearn.metrics import roc_auc_score
 
-    keep = np.array([(s.targets[int(k)] in odd) == inside for k in s.keys[:, 0]], dtype=bool)
+    keep = _of(s, odd) == inside
     label, nov = s.label[keep], novelty[keep]
     known = label >= 0
     label, nov = label[known], nov[known]
@@ -170,9 +170,14 @@ def _separation(s: Scored, novelty: np.ndarray, odd: set[str], inside: bool) -> 
     }
 
 
+def _of(s: Scored, targets: set[str]) -> np.ndarray:
+    """Which windows of ``s`` are of ``targets``."""
+    return np.array([s.targets[int(k)] in targets for k in s.keys[:, 0]], dtype=bool)
+
+
 def _only(s: Scored, targets: set[str]) -> Scored:
     """``s`` restricted to the windows of ``targets`` (none of a group without them)."""
-    keep = np.array([s.targets[int(k)] in targets for k in s.keys[:, 0]], dtype=bool)
+    keep = _of(s, targets)
     out = _part(s, keep)
     out.calibrated = s.calibrated[keep]
     return out

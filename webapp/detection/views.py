@@ -9,7 +9,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from models.anomaly.novelty import FleetNovelty
 from webapp.core import roles
 from webapp.detection import novelty, scoring, sensitivity, services, versions
 from webapp.detection.models import AnomalyThreshold, ModelVersion, NoveltyCalibration
@@ -283,7 +282,7 @@ def _novelty_rows(
         errors.append(f"novelty_cluster: no node is in a cluster named {scope[:100]!r}")
         tried, scope = False, ""
     fits = {r.level: r for r in NoveltyCalibration.objects.filter(version=version)}
-    fleets = {level: FleetNovelty.from_dict(r.data) for level, r in fits.items()}
+    fleets = novelty.in_force(version)
     in_force = novelty.levels()
     chosen = list(
         AnomalyThreshold.objects.filter(signal=AnomalyThreshold.NOVELTY).select_related("set_by")
