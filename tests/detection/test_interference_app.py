@@ -203,7 +203,10 @@ def test_interference_pages(fleet, interference_artefact, viewer_client):
     assert fleet_page.status_code == 200
     # The interval's promise is stated with the promoted model's own calibration target.
     assert fleet_page.context["coverage"] == 0.9
-    assert "contain P in 90 % of the windows of each workload held out" in fleet_page.text
+    assert (
+        "contain P in 90 % of the windows of workloads the model never trained on"
+        in fleet_page.text
+    )
     # Where the promoted version learnt, and what that means on a real host, is said.
     assert fleet_page.context["simulated_only"]
     assert "learnt from simulated fleets only" in fleet_page.text

@@ -151,6 +151,9 @@ def test_training_on_simulated_fleets_calibrates_the_what_if_margin(tmp_path):
     train(cfg)
     calibration = json.loads((tmp_path / "calibration.json").read_text())
     assert 0 < calibration["what_if_n"] <= 20
+    # Each validation workload is calibrated at 0.99, so unseen ones reach about 0.9.
+    assert calibration["workload_coverage"] == cfg.workload_coverage == 0.99
+    assert calibration["validation"]["coverage"] >= 0.97
     assert calibration["what_if_validation"]["coverage"] >= cfg.coverage
     model = InterferencePredictor.load(tmp_path)
     assert model.what_if_extra_margin == calibration["what_if_extra_margin"] >= 0.0
