@@ -254,16 +254,15 @@ def train(cfg: TrainConfig, data: tuple[Windows, Windows, list[str]] | None = No
     # errors say nothing about the nets' interval and would only widen it for everyone.
     lone = without_neighbours(val)
     fit_on = ~lone if not lone.all() else lone  # all lone: a tiny lab run's alone runs
-    margin = group_margin(
-        raw[fit_on], val.p[fit_on], val.group[fit_on], max(cfg.coverage, cfg.workload_coverage)
-    )
+    level = max(cfg.coverage, cfg.workload_coverage)  # never below the stated target
+    margin = group_margin(raw[fit_on], val.p[fit_on], val.group[fit_on], level)
     calibrated = serve_lone(apply_margin(raw, margin), lone, margin)
     raw = serve_lone(raw, lone, 0.0)
     calibration = {
         "method": "split-conformal quantile regression, largest per-workload margin over "
         "held-out workloads, each at workload_coverage",
         "coverage_target": cfg.coverage,
-        "workload_coverage": max(cfg.coverage, cfg.workload_coverage),
+        "workload_coverage": level,
         "margin": margin,
         "validation_raw": interval_metrics(raw, val.p),
         "validation": interval_metrics(calibrated, val.p),
